@@ -1,0 +1,58 @@
+# dbt-watcher developer commands. Every target sets up what it needs (venv, packages, services).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+BENCH_STAMP := $(VENV)/.bench-stamp
+
+.PHONY: help install services test test-unit test-integration lint demo bench bench-quick clean
+
+help:
+	@echo "make demo   - run the example DAG end to end in a real Airflow stack (DuckDB) and print per-model results"
+	@echo "make test   - run the whole test suite (unit + real-stack integration)"
+	@echo "make lint   - ruff, ruff format --check, mypy --strict"
+	@echo "make bench-quick / make bench - dbt-watcher vs bare dbt build vs Cosmos (see bench/README.md)"
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -c requirements/constraints.txt -e ".[test,dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+services: $(STAMP)
+	$(PY) -m devstack.services
+
+# pytest exits 5 when it collects nothing; that is not a failure of the suite.
+test: $(STAMP) services
+	$(PY) -m pytest $(PYTEST_ARGS) || { s=$$?; if [ $$s -eq 5 ]; then echo "pytest collected no tests"; else exit $$s; fi; }
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: $(STAMP) services
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests devstack examples
+	$(VENV)/bin/ruff format --check src tests devstack examples
+	$(VENV)/bin/mypy
+
+demo: $(STAMP) services
+	$(PY) examples/demo.py
+
+$(BENCH_STAMP): $(STAMP)
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -c requirements/constraints.txt -e ".[test,dev,bench]"
+	@touch $(BENCH_STAMP)
+
+bench-quick: $(BENCH_STAMP) services
+	$(PY) bench/run.py --quick
+
+bench: $(BENCH_STAMP) services
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,292 @@
+"""A real Airflow 3 deployment on this machine, for tests, the demo and the benchmark.
+
+api-server, scheduler, dag-processor and triggerer run as separate processes (LocalExecutor by
+default) on a fresh PostgreSQL metadata database with a unique name, which is dropped on stop.
+Every process gets its own process group, so stopping kills exactly what we started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devstack import services
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+TERMINAL_RUN_STATES = {"success", "failed"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class AirflowStack:
+    home: Path
+    dags_folder: Path
+    db_name: str
+    port: int
+    env: dict[str, str]
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _token: str | None = None
+    keep_home: bool = False
+
+    # ---------------------------------------------------------------- lifecycle
+    @classmethod
+    def start(
+        cls,
+        dags_folder: Path,
+        *,
+        home: Path | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        components: Iterable[str] = COMPONENTS,
+        name: str = "dbtw",
+    ) -> AirflowStack:
+        services.ensure_postgres()
+        home = home or Path(tempfile.mkdtemp(prefix=f"{name}-airflow-"))
+        home.mkdir(parents=True, exist_ok=True)
+        db_name = f"{name}_{int(time.time())}_{secrets.token_hex(3)}"
+        services.create_database(db_name)
+        port = free_port()
+        env = dict(os.environ)
+        env.update(
+            {
+                "AIRFLOW_HOME": str(home),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": services.sqlalchemy_url(db_name),
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(port),
+                "AIRFLOW__API__WORKERS": "2",
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+                "AIRFLOW__CORE__FERNET_KEY": "",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+                "DBT_WATCHER_CACHE_DIR": str(home / "dbt-watcher-cache"),
+                "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(extra_env or {})
+        stack = cls(home=home, dags_folder=dags_folder, db_name=db_name, port=port, env=env)
+        try:
+            stack.run_cli("db", "migrate", timeout=180)
+            for component in components:
+                stack.start_component(component)
+            stack.wait_healthy(components)
+        except BaseException:
+            stack.stop()
+            raise
+        return stack
+
+    def run_cli(self, *args: str, timeout: float = 120) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "airflow", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
+        return out.stdout
+
+    def start_component(self, component: str, *extra: str) -> None:
+        log_dir = self.home / "component-logs"
+        log_dir.mkdir(exist_ok=True)
+        handle = open(log_dir / f"{component}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self.procs[component] = subprocess.Popen(
+            [sys.executable, "-m", "airflow", component, *extra],
+            env=self.env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stop_component(self, component: str, sig: int = signal.SIGTERM, grace: float = 15.0) -> None:
+        proc = self.procs.pop(component, None)
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=grace)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            # The LocalExecutor's workers can outlive a scheduler's SIGTERM: end the whole group.
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def restart_component(self, component: str) -> None:
+        self.stop_component(component)
+        self.start_component(component)
+
+    def wait_healthy(self, components: Iterable[str] = COMPONENTS, timeout: float = 120) -> None:
+        wanted = {"scheduler": "scheduler", "triggerer": "triggerer", "dag-processor": "dag_processor"}
+        needed = [wanted[c] for c in components if c in wanted]
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"airflow {name} exited ({proc.returncode}):\n{self.component_log(name)[-3000:]}"
+                    )
+            try:
+                last = self._request("GET", "/api/v2/monitor/health", auth=False)
+                if all(last.get(n, {}).get("status") == "healthy" for n in needed):
+                    return
+            except (OSError, urllib.error.URLError, ValueError):
+                pass
+            time.sleep(1)
+        raise TimeoutError(f"Airflow stack not healthy after {timeout}s: {last}")
+
+    def stop(self) -> None:
+        for component in list(self.procs):
+            self.stop_component(component)
+        services.drop_database(self.db_name)
+        if not self.keep_home:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    def log_lines(self, needle: str) -> list[str]:
+        """Lines containing ``needle`` in every task and trigger log file of the stack."""
+        found = []
+        for path in sorted((self.home / "logs").rglob("*.log")):
+            found.extend(line for line in path.read_text(errors="replace").splitlines() if needle in line)
+        return found
+
+    def component_log(self, component: str) -> str:
+        path = self.home / "component-logs" / f"{component}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # ---------------------------------------------------------------- REST API
+    def _request(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token()}"
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method, headers=headers)
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw else None
+
+    def token(self) -> str:
+        if self._token is None:
+            self._token = self._request("GET", "/auth/token", auth=False)["access_token"]
+        return self._token
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        return self._request(method, path, body)
+
+    def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 180) -> None:
+        """Wait until the DAGs are parsed; fail early with the import errors if the files are broken."""
+        pending = set(dag_ids)
+        started = time.monotonic()
+        deadline = started + timeout
+        while pending and time.monotonic() < deadline:
+            if time.monotonic() - started > 30 and self.import_errors():
+                break
+            for dag_id in list(pending):
+                try:
+                    self.api("GET", f"/api/v2/dags/{dag_id}")
+                    pending.discard(dag_id)
+                except urllib.error.HTTPError:
+                    pass
+            if pending:
+                time.sleep(1)
+        if pending:
+            errors = self.api("GET", "/api/v2/importErrors")
+            raise TimeoutError(f"DAGs not parsed: {sorted(pending)}; import errors: {json.dumps(errors)[:4000]}")
+
+    def import_errors(self) -> list[dict[str, Any]]:
+        return list(self.api("GET", "/api/v2/importErrors").get("import_errors", []))
+
+    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None, run_id: str | None = None) -> str:
+        body: dict[str, Any] = {"logical_date": None, "conf": dict(conf or {})}
+        if run_id:
+            body["dag_run_id"] = run_id
+        return str(self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)["dag_run_id"])
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        quoted = urllib.parse.quote(run_id, safe="")
+        return str(self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}")["state"])
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
+        deadline = time.monotonic() + timeout
+        state = "unknown"
+        while time.monotonic() < deadline:
+            state = self.run_state(dag_id, run_id)
+            if state in TERMINAL_RUN_STATES:
+                return state
+            time.sleep(1)
+        raise TimeoutError(
+            f"run {run_id} of {dag_id} still {state} after {timeout}s: {self.task_states(dag_id, run_id)}"
+        )
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """Every task instance of a run (the API pages at 100 by default, so follow the pages)."""
+        quoted = urllib.parse.quote(run_id, safe="")
+        found: list[dict[str, Any]] = []
+        while True:
+            path = f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances?limit=100&offset={len(found)}"
+            page = self.api("GET", path)
+            found.extend(page["task_instances"])
+            if not page["task_instances"] or len(found) >= page["total_entries"]:
+                return found
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        return {ti["task_id"]: ti["state"] for ti in self.task_instances(dag_id, run_id)}
+
+    def clear_tasks(self, dag_id: str, run_id: str, task_ids: list[str], *, downstream: bool = False) -> None:
+        body = {
+            "dry_run": False,
+            "task_ids": task_ids,
+            "dag_run_id": run_id,
+            "include_downstream": downstream,
+            "only_failed": False,
+            "reset_dag_runs": True,
+        }
+        self.api("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances", body)
+
+    # ---------------------------------------------------------------- metadata DB
+    def sql(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return services.query(self.db_name, query, params)
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        """A task try's log (worker and triggerer parts) as text, one line per log event."""
+        quoted = urllib.parse.quote(run_id, safe="")
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/logs/{try_number}"
+        data = self.api("GET", f"{path}?full_content=true")
+        lines = []
+        for entry in data.get("content", []):
+            if isinstance(entry, dict):
+                extra = " ".join(f"{k}={v}" for k, v in entry.items() if k not in ("event", "timestamp", "level"))
+                lines.append(f"{entry.get('timestamp', '')} {entry.get('level', '')} {entry.get('event', '')} {extra}")
+            else:
+                lines.append(str(entry))
+        return "\n".join(lines)

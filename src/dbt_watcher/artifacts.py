@@ -1,0 +1,88 @@
+"""Where a run's dbt artifacts live, and the unified run_results.json.
+
+Layout under the artifacts root (``artifacts_dir=``)::
+
+    <dag_id>/<run_id>/<group_id>/
+        run_results.json     unified: one result per node, the latest attempt wins
+        manifest.json        the manifest of the latest producer attempt
+        attempt-1/           dbt's target folder of producer attempt 1 (dbt.log under logs/)
+        local/<task>/try-2/  a consumer's own retry build
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.+=-]")
+
+
+def _safe(part: str) -> str:
+    return _UNSAFE.sub("_", part) or "_"
+
+
+def run_dir(root: Path, dag_id: str, run_id: str, group_id: str) -> Path:
+    return root / _safe(dag_id) / _safe(run_id) / _safe(group_id)
+
+
+def attempt_dir(run_path: Path, attempt: int) -> Path:
+    return run_path / f"attempt-{attempt}"
+
+
+def local_build_dir(run_path: Path, task_id: str, try_number: int) -> Path:
+    return run_path / "local" / _safe(task_id) / f"try-{try_number}"
+
+
+def _atomic_write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
+
+
+def publish_attempt(run_path: Path, attempt_target: Path) -> None:
+    """Fold one attempt's run_results.json into the unified one and keep its manifest."""
+    results_path = attempt_target / "run_results.json"
+    if not results_path.is_file():
+        return
+    with open(results_path) as fh:
+        latest = json.load(fh)
+    unified_path = run_path / "run_results.json"
+    if unified_path.is_file():
+        with open(unified_path) as fh:
+            unified = json.load(fh)
+        newer = {r["unique_id"] for r in latest.get("results", [])}
+        kept = [r for r in unified.get("results", []) if r.get("unique_id") not in newer]
+        latest["results"] = kept + latest.get("results", [])
+    _atomic_write_json(unified_path, latest)
+    manifest = attempt_target / "manifest.json"
+    if manifest.is_file():
+        shutil.copyfile(manifest, run_path / "manifest.json")
+
+
+def partial_parse_cache(cache_dir: Path, key: str) -> Path:
+    """A per-project partial-parse file, so every run's fresh target folder still parses fast."""
+    return cache_dir / "partial-parse" / f"{key}.msgpack"
+
+
+def save_partial_parse(attempt_target: Path, cached: Path) -> None:
+    produced = attempt_target / "partial_parse.msgpack"
+    if not produced.is_file():
+        return
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".pp.")
+        os.close(fd)
+        shutil.copyfile(produced, tmp)
+        os.replace(tmp, cached)
+    except OSError as exc:
+        log.info("Could not keep dbt's partial parse file for the next run: %s", exc)

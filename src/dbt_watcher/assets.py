@@ -1,0 +1,66 @@
+"""Airflow Assets for dbt relations, and the asset that carries a group's status channel.
+
+URI scheme (stable; documented in docs/assets.md):
+
+* PostgreSQL: ``postgres://<host>:<port>/<database>/<schema>/<table>`` — the form Airflow's
+  Postgres provider and OpenLineage use, so assets match those made by other tools;
+* DuckDB: ``duckdb://<database>/<schema>/<table>``, where ``<database>`` is dbt's database name
+  for the file (its stem, e.g. ``jaffle_shop`` for ``jaffle_shop.duckdb``). The file's path is
+  left out on purpose: it differs between laptops, CI and production while the table is the same;
+* any other adapter: ``<adapter>://<host or database>/<database>/<schema>/<table>``.
+
+The asset's name is its URI, so one table is one asset whoever declares it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from dbt_watcher.graph import DbtNode, DbtSource, Relation, Target
+
+if TYPE_CHECKING:
+    from airflow.sdk import Asset, AssetAlias
+
+
+def relation_uri(target: Target, relation: Relation) -> str:
+    database = relation.database or target.database or ""
+    schema = relation.schema or target.schema or ""
+    parts = "/".join(quote(p, safe="") for p in (database, schema, relation.identifier))
+    adapter = target.adapter_type
+    if adapter == "postgres":
+        return f"postgres://{target.host or 'localhost'}:{target.port or 5432}/{parts}"
+    if adapter == "duckdb":
+        return f"duckdb://{parts}"
+    authority = target.host or database or "default"
+    return f"{adapter}://{quote(authority, safe='.-')}/{parts}"
+
+
+def node_asset(target: Target, node: DbtNode) -> Asset:
+    from airflow.sdk import Asset
+
+    if node.relation is None:
+        raise ValueError(f"dbt node {node.unique_id} has no relation, so it has no asset")
+    return Asset(uri=relation_uri(target, node.relation))
+
+
+def source_asset(target: Target, source: DbtSource) -> Asset:
+    """The Asset of a dbt source table (the same URI scheme as models)."""
+    from airflow.sdk import Asset
+
+    return Asset(uri=relation_uri(target, source.relation))
+
+
+def status_asset(dag_id: str, group_id: str) -> Asset:
+    """The asset whose state store holds the status channel of one group in one DAG."""
+    from airflow.sdk import Asset
+
+    uri = f"dbt-watcher://status/{quote(dag_id, safe='')}/{quote(group_id, safe='.')}"
+    return Asset(name=f"dbt_watcher_status__{dag_id}__{group_id}", uri=uri)
+
+
+def producer_alias(dag_id: str, group_id: str) -> AssetAlias:
+    """The alias through which the producer emits the events of nodes consumers end without a worker."""
+    from airflow.sdk import AssetAlias
+
+    return AssetAlias(name=f"dbt_watcher_models__{dag_id}__{group_id}")

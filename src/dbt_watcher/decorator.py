@@ -1,0 +1,228 @@
+"""``@dbt_watcher_group``: a TaskFlow-style decorator that renders a dbt project as a TaskGroup.
+
+The decorated function's body is a run-time hook (see :mod:`dbt_watcher.run_args`): the producer
+calls it with the Airflow context just before ``dbt build`` and merges what it returns
+(``vars``, ``full_refresh``, ``dbt_args``) into the build. A body of ``...`` means "nothing to add".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, overload
+
+import attrs
+from airflow.sdk import TaskGroup
+from airflow.sdk.definitions._internal.contextmanager import DagContext
+
+from dbt_watcher.assets import node_asset, source_asset
+from dbt_watcher.config import WatcherConfig
+from dbt_watcher.errors import ConfigurationError
+from dbt_watcher.overrides import validate_mapping
+from dbt_watcher.plan import GroupPlan, build_plan
+from dbt_watcher.project import DbtProject, Selection, as_tuple, default_cache_dir, load_graph
+
+if TYPE_CHECKING:
+    from airflow.sdk import Asset
+
+    from dbt_watcher.consumer import DbtConsumerOperator
+    from dbt_watcher.graph import ProjectGraph
+    from dbt_watcher.producer import DbtProducerOperator
+
+
+@attrs.define(repr=False)
+class DbtWatcherGroup(TaskGroup):
+    """The TaskGroup of one dbt project: a producer and one consumer per model, seed and snapshot."""
+
+    producer: DbtProducerOperator | None = attrs.field(default=None, init=False)
+    consumers: dict[str, DbtConsumerOperator] = attrs.field(factory=dict, init=False)
+    plan: GroupPlan | None = attrs.field(default=None, init=False)
+    graph: ProjectGraph | None = attrs.field(default=None, init=False)
+
+    def full_id(self, task_id: str) -> str:
+        """The id a child task gets in the DAG (the group id prefixed, as Airflow does)."""
+        return str(self.child_id(task_id))  # type: ignore[no-untyped-call]
+
+    def consumer(self, name: str) -> DbtConsumerOperator:
+        """The consumer task of a node, by node name, task id or unique id."""
+        assert self.plan is not None
+        return self.consumers[self.plan.find(name).node.unique_id]
+
+    def asset(self, name: str) -> Asset:
+        """The Asset of a model, seed or snapshot of this group (to schedule other DAGs on it)."""
+        assert self.plan is not None and self.graph is not None
+        return node_asset(self.graph.target, self.plan.find(name).node)
+
+    def source_assets(self) -> list[Asset]:
+        """The Assets of the dbt sources this group reads (to schedule the DAG on upstream data)."""
+        assert self.plan is not None and self.graph is not None
+        return source_assets(self.graph, self.plan)
+
+
+@dataclass(frozen=True)
+class ModelHook:
+    """A function registered with ``@group.model(name)``: a task right after that node's consumer."""
+
+    node: str
+    function: Callable[..., Any]
+    task_kwargs: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class WatcherGroupFactory:
+    """What ``@dbt_watcher_group(...)`` returns: call it inside a DAG to render the group."""
+
+    function: Callable[..., Any]
+    config: WatcherConfig
+    _source_dir: Path = field(default_factory=Path.cwd)
+    _hooks: list[ModelHook] = field(default_factory=list)
+
+    def override(self, **changes: Any) -> WatcherGroupFactory:
+        """A copy with some parameters changed, for one use (like a TaskFlow task's override)."""
+        return WatcherGroupFactory(self.function, self.config.updated(**changes), self._source_dir, list(self._hooks))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> DbtWatcherGroup:
+        dag = DagContext.get_current()
+        if dag is None:
+            raise ConfigurationError(
+                f"{self.function.__name__}() was called outside a DAG.",
+                "Call the dbt_watcher_group function inside a @dag function or a `with DAG(...)` block.",
+            )
+        from dbt_watcher.render import render
+
+        return render(self, dag, _bind_call_arguments(self.function, args, kwargs))
+
+    def model(self, name: str, **task_kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorate a function to run as a task right after node ``name``'s consumer succeeds.
+
+        The function receives the node's result (status, timing, rows, relation) as a dict;
+        ``task_kwargs`` are the task's arguments (``retries=3``, ``task_id=...``, ...).
+        """
+
+        def register(function: Callable[..., Any]) -> Callable[..., Any]:
+            self._hooks.append(ModelHook(name, function, dict(task_kwargs)))
+            return function
+
+        return register
+
+    @property
+    def hooks(self) -> tuple[ModelHook, ...]:
+        return tuple(self._hooks)
+
+    def project(self) -> DbtProject:
+        cfg = self.config
+        return DbtProject.locate(
+            cfg.project_dir,
+            profiles_dir=cfg.profiles_dir,
+            profile=cfg.profile,
+            target=cfg.target,
+            vars=cfg.vars,
+            relative_to=self._source_dir,
+            needs_profiles=cfg.connection_id is None,
+        )
+
+    def selection(self) -> Selection:
+        cfg = self.config
+        # A templated select is rendered at run time; the group then renders every node, and the
+        # run leaves out (skipped, with the reason) what the rendered selection does not match.
+        select = () if cfg.select_template else as_tuple(cfg.select)
+        return Selection(select, as_tuple(cfg.exclude), cfg.selector)
+
+    @contextlib.contextmanager
+    def parse_project(self) -> Iterator[DbtProject]:
+        """The project as DAG parsing sees it: a connection's profile rendered (without secret), and
+        its packages installed first when ``install_deps=True``."""
+        from dbt_watcher.runners import dbt_session
+
+        cfg = self.config
+        with dbt_session(
+            self.project(),
+            dbt_executable=_str(cfg.dbt_executable),
+            connection_id=cfg.connection_id,
+            threads=cfg.threads,
+            install_deps=cfg.install_deps,
+            with_secrets=False,
+        ) as (project, _runner):
+            yield project
+
+    def load(self) -> tuple[ProjectGraph, GroupPlan]:
+        """The project graph and task plan (from the cache when the project is unchanged)."""
+        selection = self.selection()
+        cache_dir = Path(self.config.cache_dir) if self.config.cache_dir else default_cache_dir()
+        keys = tuple(validate_mapping(self.config.node_operator_args))
+        with self.parse_project() as project:
+            graph = load_graph(
+                project,
+                selection,
+                cache_dir=cache_dir,
+                extra_selections=keys,
+                dbt_executable=_str(self.config.dbt_executable),
+            )
+        return graph, build_plan(graph, selection_text=f"The selection ({selection.describe()})")
+
+    def asset(self, name: str) -> Asset:
+        """The Asset of a node, at parse time, without rendering the group (for other DAGs)."""
+        graph, plan = self.load()
+        return node_asset(graph.target, plan.find(name).node)
+
+    def source_assets(self) -> list[Asset]:
+        """The Assets of the dbt sources the group reads, without rendering it."""
+        graph, plan = self.load()
+        return source_assets(graph, plan)
+
+
+def source_assets(graph: ProjectGraph, plan: GroupPlan) -> list[Asset]:
+    return [source_asset(graph.target, s) for s in graph.upstream_sources(c.node.unique_id for c in plan.consumers)]
+
+
+def _str(value: Any) -> str | None:
+    return str(value) if value is not None else None
+
+
+@overload
+def dbt_watcher_group(python_callable: Callable[..., Any], /) -> WatcherGroupFactory: ...
+@overload
+def dbt_watcher_group(**params: Any) -> Callable[[Callable[..., Any]], WatcherGroupFactory]: ...
+def dbt_watcher_group(
+    python_callable: Callable[..., Any] | None = None, /, **params: Any
+) -> WatcherGroupFactory | Callable[[Callable[..., Any]], WatcherGroupFactory]:
+    """Render a dbt project as a TaskGroup: one producer ``dbt build`` and one live task per node.
+
+    Every parameter is documented on :class:`dbt_watcher.config.WatcherConfig` and in
+    docs/parameters.md; ``project_dir`` is required.
+    """
+    if "project_dir" not in params:
+        raise ConfigurationError(
+            "dbt_watcher_group needs project_dir=.", 'Write @dbt_watcher_group(project_dir="path/to/dbt/project").'
+        )
+    try:
+        config = WatcherConfig(**params)
+    except TypeError as exc:
+        raise ConfigurationError(
+            f"dbt_watcher_group got an unknown parameter: {exc}.",
+            "See docs/parameters.md for the parameters dbt_watcher_group accepts.",
+        ) from exc
+
+    def decorate(function: Callable[..., Any]) -> WatcherGroupFactory:
+        source = inspect.getsourcefile(function)
+        return WatcherGroupFactory(function, config, Path(source).parent if source else Path.cwd())
+
+    return decorate(python_callable) if python_callable is not None else decorate
+
+
+def _bind_call_arguments(
+    function: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    if not args:
+        return dict(kwargs)
+    try:
+        bound = inspect.signature(function).bind_partial(*args, **kwargs)
+    except TypeError as exc:
+        raise ConfigurationError(
+            f"{function.__name__}() does not accept these arguments: {exc}.",
+            "Pass the arguments its signature names, as keywords.",
+        ) from exc
+    return dict(bound.arguments)

@@ -1,0 +1,20 @@
+"""Errors users see. Each names the problem and the fix, so nobody has to read our code to act."""
+
+from __future__ import annotations
+
+
+class DbtWatcherError(Exception):
+    """Base class of every error raised by dbt-watcher."""
+
+
+class ConfigurationError(DbtWatcherError, ValueError):
+    """Bad input found while building the DAG: raised at parse time, shown as a DAG import error."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{problem}\nHow to fix: {fix}")
+
+
+class DbtInvocationError(DbtWatcherError):
+    """dbt itself could not run (bad profile, parse error, crash): no node result exists."""

@@ -1,0 +1,103 @@
+"""Per-model OpenLineage: each consumer reports its own node's inputs and outputs.
+
+When apache-airflow-providers-openlineage is installed:
+
+* a consumer that finishes on a worker reports its node through
+  ``get_openlineage_facets_on_complete`` (the provider's listener calls it);
+* a consumer that ends in the triggerer runs no listener, so the producer emits that consumer's
+  COMPLETE event for it, under the consumer's own job name and run id.
+
+Either way the lineage graph shows one job per model, reading its dbt parents and writing its table,
+not one producer job touching everything. Dataset names follow the asset URIs: namespace
+``<scheme>://<authority>``, name ``<database>.<schema>.<table>``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NodeLineage:
+    """The asset URIs a node reads and the one it writes."""
+
+    inputs: tuple[str, ...] = ()
+    output: str | None = None
+
+
+def dataset_name(uri: str) -> tuple[str, str]:
+    """OpenLineage (namespace, name) of one of our asset URIs."""
+    parts = urlsplit(uri)
+    path = [unquote(p) for p in parts.path.split("/") if p]
+    if parts.scheme == "duckdb":  # duckdb://<database>/<schema>/<table>
+        return f"duckdb://{parts.netloc}", ".".join([parts.netloc, *path])
+    return f"{parts.scheme}://{parts.netloc}", ".".join(path)
+
+
+def _datasets(uris: Iterable[str]) -> list[Any]:
+    from openlineage.client.event_v2 import Dataset
+
+    return [Dataset(namespace=namespace, name=name) for namespace, name in map(dataset_name, uris)]
+
+
+def operator_lineage(lineage: NodeLineage) -> Any:
+    """The provider's OperatorLineage for a node, or None when the provider is not installed."""
+    try:
+        from airflow.providers.openlineage.extractors import OperatorLineage
+    except ImportError:
+        return None
+    outputs = [lineage.output] if lineage.output else []
+    return OperatorLineage(inputs=_datasets(lineage.inputs), outputs=_datasets(outputs))
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A consumer that ended in the triggerer, whose COMPLETE event the producer sends."""
+
+    task_id: str
+    lineage: NodeLineage
+
+
+def emit_completions(context: Any, completions: Sequence[Completion]) -> int:
+    """Send one COMPLETE event per consumer, as the consumer's first try would have. Best effort."""
+    if not completions:
+        return 0
+    try:
+        from airflow.providers.openlineage import conf as ol_conf
+        from airflow.providers.openlineage.plugins.listener import get_openlineage_listener
+    except ImportError:
+        return 0
+    if ol_conf.is_disabled():
+        return 0
+    adapter = get_openlineage_listener().adapter
+    dag_run = context["dag_run"]
+    dag_id = dag_run.dag_id
+    date: datetime = getattr(dag_run, "logical_date", None) or dag_run.run_after
+    now = datetime.now(timezone.utc).isoformat()
+    sent = 0
+    for completion in completions:
+        try:
+            adapter.complete_task(
+                run_id=adapter.build_task_instance_run_id(
+                    dag_id=dag_id, task_id=completion.task_id, try_number=1, logical_date=date, map_index=-1
+                ),
+                job_name=f"{dag_id}.{completion.task_id}",
+                end_time=now,
+                task=operator_lineage(completion.lineage),
+                nominal_start_time=None,
+                nominal_end_time=None,
+                owners=None,
+                tags=None,
+                job_description=None,
+            )
+            sent += 1
+        except Exception:
+            log.warning("Could not send the OpenLineage event of %s", completion.task_id, exc_info=True)
+    return sent

@@ -1,0 +1,172 @@
+"""From a selected dbt graph to the tasks of one group: task ids, lineage edges and attached tests.
+
+Rules (documented in docs/concepts.md):
+
+* every selected model, seed and snapshot that dbt builds gets one consumer task; ephemeral models
+  get none, but lineage passes through them, so ``a -> ephemeral -> b`` renders as ``a >> b``;
+* a consumer's upstream tasks are the consumers of its selected dbt parents;
+* each selected test is attached to one consumer: the node it was written on (``attached_node``),
+  else its parent that dbt builds last. A relationships test therefore gates exactly one model;
+* task ids are the node name, with ``_v<version>`` for versioned models; characters Airflow does
+  not accept become ``_``; names that still collide are prefixed with the package name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from dbt_watcher.errors import ConfigurationError
+from dbt_watcher.graph import DbtNode, ProjectGraph
+
+PRODUCER_TASK_ID = "dbt_producer"
+_INVALID_TASK_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+_MAX_TASK_ID = 200  # leaves room for group prefixes inside Airflow's 250-character limit
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """One consumer task: the dbt node it watches, its upstream consumers and its tests."""
+
+    task_id: str
+    node: DbtNode
+    upstream: tuple[str, ...]
+    tests: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    """Every task of one dbt-watcher group, in dbt's dependency order."""
+
+    consumers: tuple[ConsumerSpec, ...]
+    left_out: tuple[tuple[str, str], ...]
+    unattached_tests: tuple[str, ...]
+
+    def by_unique_id(self) -> dict[str, ConsumerSpec]:
+        return {spec.node.unique_id: spec for spec in self.consumers}
+
+    def find(self, name: str) -> ConsumerSpec:
+        """Look a consumer up by task id, node name or unique id."""
+        for spec in self.consumers:
+            if name in (spec.task_id, spec.node.name, spec.node.unique_id):
+                return spec
+        known = ", ".join(sorted(spec.node.name for spec in self.consumers)[:20])
+        raise KeyError(f"no dbt node {name!r} in this group (known: {known}, ...)")
+
+
+def build_plan(graph: ProjectGraph, *, selection_text: str = "the selection") -> GroupPlan:
+    watched = [n for n in graph.selected_nodes() if n.is_watched]
+    if not watched:
+        raise ConfigurationError(
+            f"{selection_text} matches no dbt model, seed or snapshot of project {graph.project_name!r}.",
+            "Check select=/exclude=/selector=: `dbt ls --select ...` in the project folder lists what "
+            "they match. Names are dbt node names, tags are written tag:<name>.",
+        )
+    watched_ids = {n.unique_id for n in watched}
+    task_ids = assign_task_ids(watched, reserved={PRODUCER_TASK_ID})
+    upstream = {n.unique_id: _watched_parents(graph, n, watched_ids) for n in watched}
+    order = _topological(upstream)
+    tests, unattached = _attach_tests(graph, watched_ids, order)
+    consumers = tuple(
+        ConsumerSpec(
+            task_id=task_ids[uid],
+            node=graph.nodes[uid],
+            upstream=tuple(sorted(task_ids[p] for p in upstream[uid])),
+            tests=tuple(sorted(tests.get(uid, ()))),
+        )
+        for uid in order
+    )
+    left_out = tuple(
+        (n.unique_id, "ephemeral models are compiled into their children and have no task")
+        for n in graph.selected_nodes()
+        if n.resource_type == "model" and n.materialized == "ephemeral"
+    )
+    return GroupPlan(consumers=consumers, left_out=left_out, unattached_tests=tuple(unattached))
+
+
+def assign_task_ids(nodes: Iterable[DbtNode], *, reserved: Iterable[str] = ()) -> dict[str, str]:
+    """Unique, valid Airflow task ids for dbt nodes (see the module docstring for the rule)."""
+    nodes = list(nodes)
+    taken = set(reserved)
+    base = {n.unique_id: _clean(n.name + (f"_v{n.version}" if n.version else "")) for n in nodes}
+    counts: dict[str, int] = {}
+    for name in base.values():
+        counts[name] = counts.get(name, 0) + 1
+    result: dict[str, str] = {}
+    for node in sorted(nodes, key=lambda n: n.unique_id):
+        candidate = base[node.unique_id]
+        if counts[candidate] > 1 or candidate in taken:
+            candidate = _clean(f"{node.package}__{candidate}")
+        if candidate in taken:
+            candidate = _clean(f"{node.resource_type}__{candidate}")
+        if candidate in taken:
+            raise ConfigurationError(
+                f"dbt nodes give the same Airflow task id {candidate!r} ({node.unique_id}).",
+                "Rename one of the dbt nodes, or split them into two groups with select=/exclude=.",
+            )
+        taken.add(candidate)
+        result[node.unique_id] = candidate
+    return result
+
+
+def _clean(name: str) -> str:
+    cleaned = _INVALID_TASK_ID_CHARS.sub("_", name).strip("_") or "node"
+    if len(cleaned) > _MAX_TASK_ID:
+        suffix = hashlib.sha1(cleaned.encode()).hexdigest()[:8]
+        cleaned = f"{cleaned[: _MAX_TASK_ID - 9]}_{suffix}"
+    return cleaned
+
+
+def _watched_parents(graph: ProjectGraph, node: DbtNode, watched: set[str]) -> set[str]:
+    """The watched ancestors reached through ephemeral models only."""
+    parents: set[str] = set()
+    stack = list(node.depends_on)
+    seen: set[str] = set()
+    while stack:
+        uid = stack.pop()
+        if uid in seen:
+            continue
+        seen.add(uid)
+        if uid in watched:
+            parents.add(uid)
+            continue
+        parent = graph.nodes.get(uid)
+        if parent is not None and parent.materialized == "ephemeral":
+            stack.extend(parent.depends_on)
+    return parents
+
+
+def _topological(upstream: Mapping[str, set[str]]) -> list[str]:
+    """Nodes ordered parents-first; ties broken by unique id so renders are stable."""
+    depth: dict[str, int] = {}
+
+    def visit(uid: str, trail: frozenset[str]) -> int:
+        if uid in depth:
+            return depth[uid]
+        if uid in trail:  # dbt forbids cycles; guard anyway rather than recurse forever
+            return 0
+        d = 1 + max((visit(p, trail | {uid}) for p in upstream[uid]), default=-1)
+        depth[uid] = d
+        return d
+
+    for uid in upstream:
+        visit(uid, frozenset())
+    return sorted(upstream, key=lambda uid: (depth[uid], uid))
+
+
+def _attach_tests(graph: ProjectGraph, watched: set[str], order: list[str]) -> tuple[dict[str, list[str]], list[str]]:
+    position = {uid: i for i, uid in enumerate(order)}
+    attached: dict[str, list[str]] = {}
+    unattached: list[str] = []
+    for test in graph.selected_nodes(["test"]):
+        owner = test.attached_node if test.attached_node in watched else None
+        if owner is None:
+            parents = [p for p in test.depends_on if p in watched]
+            owner = max(parents, key=position.__getitem__) if parents else None
+        if owner is None:
+            unattached.append(test.unique_id)
+        else:
+            attached.setdefault(owner, []).append(test.unique_id)
+    return attached, unattached

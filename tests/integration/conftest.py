@@ -1,0 +1,178 @@
+"""A real Airflow 3 stack for the integration suite, started once per session.
+
+The example DAGs and dbt projects are copied to a scratch folder, so DuckDB files and dbt
+artifacts never land in the repository, and the Postgres target gets a database of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack import services
+from devstack.stack import AirflowStack
+
+from ..conftest import EXAMPLES
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("workspace")
+    ignore = shutil.ignore_patterns("target", "logs", "*.duckdb*", "__pycache__")
+    shutil.copytree(EXAMPLES, root, dirs_exist_ok=True, ignore=ignore)
+    for dag_file in (HERE / "dags").glob("*.py"):
+        shutil.copy(dag_file, root / "dags" / dag_file.name)
+    shutil.copytree(HERE / "projects", root / "projects", ignore=ignore)
+    # The same project as a fresh checkout would have it: packages not installed yet.
+    shutil.copytree(HERE / "projects" / "names", root / "projects" / "names_nodeps", ignore=ignore)
+    # The `names` project uses a local package: install it the way dbt does (a symlink, no network).
+    dbt = Path(sys.executable).parent / "dbt"
+    names = root / "projects" / "names"
+    subprocess.run(
+        [str(dbt), "deps", "--profiles-dir", str(names), "--project-dir", str(names)],
+        check=True,
+        cwd=names,
+        capture_output=True,
+    )
+    return root
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    name = f"dbtw_jaffle_{secrets.token_hex(4)}"
+    services.create_database(name)
+    # The shop project's raw source exists up front: its on-run-start hook creates it only if
+    # missing, which two runs overlapping on one warehouse must not both try at once.
+    for schema in ("shop", "shop_b", "shop_conn"):
+        services.query(name, f"create schema {schema}")
+        services.query(name, f"create table {schema}.raw_events as select 1 as id, now() as loaded_at")
+    yield name
+    services.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def dbt_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """dbt in a virtualenv of its own (for dbt_executable=): dbt-core and dbt-duckdb, no Airflow."""
+    venv = tmp_path_factory.mktemp("dbt-venv")
+    uv = Path(sys.executable).parent / "uv"
+    subprocess.run([str(uv), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
+    constraints = HERE.parent.parent / "requirements" / "constraints.txt"
+    subprocess.run(
+        [
+            str(uv),
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            str(venv / "bin" / "python"),
+            "-c",
+            str(constraints),
+            "dbt-core",
+            "dbt-duckdb",
+        ],
+        check=True,
+    )
+    return venv / "bin" / "dbt"
+
+
+@pytest.fixture(scope="session")
+def markers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("markers")
+
+
+@pytest.fixture(scope="session")
+def openlineage_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("openlineage") / "events.jsonl"
+
+
+WAREHOUSE_PASSWORD = "not-a-real-secret-4711"
+
+
+@pytest.fixture(scope="session")
+def stack(
+    workspace: Path, pg_database: str, dbt_venv: Path, markers: Path, openlineage_file: Path
+) -> Iterator[AirflowStack]:
+    connection = {
+        "conn_type": "postgres",
+        "host": "127.0.0.1",
+        "port": 5432,
+        "login": "postgres",
+        "password": WAREHOUSE_PASSWORD,
+        "schema": pg_database,
+        "extra": {"dbt_schema": "shop_conn"},
+    }
+    transport = {"type": "file", "log_file_path": str(openlineage_file), "append": True}
+    airflow = AirflowStack.start(
+        workspace / "dags",
+        extra_env={
+            "JAFFLE_PG_DBNAME": pg_database,
+            "SHOP_PG_DBNAME": pg_database,
+            "DBT_WATCHER_TEST_DBT_EXECUTABLE": str(dbt_venv),
+            "DBT_WATCHER_TEST_MARKERS": str(markers),
+            "AIRFLOW_CONN_SHOP_WAREHOUSE": json.dumps(connection),
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport),
+            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+            "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "180",
+        },
+        name="dbtw_it",
+    )
+    try:
+        yield airflow
+    except BaseException:
+        raise
+    finally:
+        airflow.stop()
+
+
+def xcom(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+    quoted = urllib.parse.quote(run_id, safe="")
+    entry = stack.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/xcomEntries/{key}")
+    value = entry["value"]
+    return json.loads(value) if isinstance(value, str) and value[:1] in '[{"' else value
+
+
+def asset_events(stack: AirflowStack, dag_id: str, run_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    rows = stack.sql(
+        "select a.uri, e.source_task_id, e.extra from asset_event e join asset a on a.id = e.asset_id "
+        "where e.source_dag_id = %s and e.source_run_id = %s order by a.uri",
+        (dag_id, run_id),
+    )
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def wait_for_asset_run(stack: AirflowStack, dag_id: str, timeout: float = 90) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = stack.sql("select state from dag_run where dag_id = %s and run_type = 'asset_triggered'", (dag_id,))
+        if rows and rows[0][0] in ("success", "failed"):
+            return str(rows[0][0])
+        time.sleep(1)
+    raise TimeoutError(f"{dag_id} was not triggered by its asset within {timeout}s")
+
+
+def node_runs(artifacts: Path) -> dict[str, list[str]]:
+    """Every dbt result of a run's artifacts folder (producer attempts and consumer rebuilds), per node."""
+    runs: dict[str, list[str]] = {}
+    for results_file in sorted(artifacts.glob("attempt-*/run_results.json")) + sorted(
+        artifacts.glob("local/*/try-*/run_results.json")
+    ):
+        for result in json.loads(results_file.read_text())["results"]:
+            runs.setdefault(result["unique_id"], []).append(result["status"])
+    return runs
+
+
+def built(runs: dict[str, list[str]], unique_id: str) -> int:
+    """How many times dbt actually ran a node (skipped is not a run)."""
+    return sum(1 for status in runs.get(unique_id, []) if status != "skipped")

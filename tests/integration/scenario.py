@@ -1,0 +1,77 @@
+"""Helpers for the fault scenarios: run a DAG, read what each task and each dbt node did."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from devstack.stack import AirflowStack
+
+from .conftest import xcom
+
+_START = re.compile(r"\d+ of \d+ START (?:sql|python|seed|snapshot)[\w ]*? (?:model|file|snapshot) ([\w.-]+)")
+
+
+@dataclass
+class Outcome:
+    dag_id: str
+    run_id: str
+    state: str
+    states: dict[str, str | None]
+
+    def group(self, prefix: str = "shop.") -> dict[str, str | None]:
+        return {k[len(prefix) :]: v for k, v in self.states.items() if k.startswith(prefix)}
+
+
+def trigger(stack: AirflowStack, dag_id: str, conf: dict[str, object] | None = None) -> str:
+    stack.wait_for_dags([dag_id])
+    return stack.trigger(dag_id, conf=conf or {})
+
+
+def finish(stack: AirflowStack, dag_id: str, run_id: str, timeout: float = 300) -> Outcome:
+    state = stack.wait_for_run(dag_id, run_id, timeout=timeout)
+    return Outcome(dag_id, run_id, state, stack.task_states(dag_id, run_id))
+
+
+def run(stack: AirflowStack, dag_id: str, conf: dict[str, object] | None = None, timeout: float = 300) -> Outcome:
+    return finish(stack, dag_id, trigger(stack, dag_id, conf), timeout)
+
+
+def artifacts(stack: AirflowStack, outcome: Outcome, group: str = "shop") -> Path:
+    return Path(xcom(stack, outcome.dag_id, outcome.run_id, f"{group}.dbt_producer"))
+
+
+def builds(folder: Path) -> Counter[str]:
+    """How many times dbt started each relation in this run (producer attempts and consumer rebuilds),
+    read from dbt's own logs, which exist even for an attempt killed before run_results.json."""
+    counts: Counter[str] = Counter()
+    for log_file in folder.rglob("dbt.log"):
+        for match in _START.finditer(log_file.read_text(errors="replace")):
+            counts[match.group(1).rsplit(".", 1)[-1]] += 1
+    return counts
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 120, every: float = 0.5) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError("condition not met in time")
+
+
+def tries(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> list[tuple[int, str, datetime | None]]:
+    """(try number, state, end date) of every finished try of a task, oldest first."""
+    rows = stack.sql(
+        "select try_number, state, end_date from task_instance_history where dag_id=%s and run_id=%s and task_id=%s "
+        "union all select try_number, state, end_date from task_instance where dag_id=%s and run_id=%s and task_id=%s "
+        "order by 1",
+        (dag_id, run_id, task_id, dag_id, run_id, task_id),
+    )
+    return [(int(r[0]), str(r[1]), r[2]) for r in rows]

@@ -1,0 +1,169 @@
+"""Issue 5 in the real stack: test behaviours, source freshness, templating, asset-driven runs,
+per-node overrides, callbacks and hooks, dbt in another virtualenv, connections, OpenLineage."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from devstack.stack import AirflowStack
+
+from .conftest import WAREHOUSE_PASSWORD, xcom
+from .scenario import finish, run, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _results(stack: AirflowStack, dag_id: str, run_id: str, group: str = "shop") -> dict[str, str]:
+    folder = Path(xcom(stack, dag_id, run_id, f"{group}.dbt_producer"))
+    document = json.loads((folder / "run_results.json").read_text())
+    return {r["unique_id"]: r["status"] for r in document["results"]}
+
+
+def test_test_behaviours_build_none_after_all_and_after_each(stack: AirflowStack) -> None:
+    after_all = run(stack, "breadth_after_all", {"fail_test": True})
+    assert after_all.states["shop.dbt_tests"] == "failed"
+    assert all(s == "success" for t, s in after_all.group().items() if t != "dbt_tests")
+    assert "customer_stats_valid" in stack.task_log("breadth_after_all", after_all.run_id, "shop.dbt_tests")
+    assert not any(uid.startswith("test.") for uid in _results(stack, "breadth_after_all", after_all.run_id))
+
+    after_each = run(stack, "breadth_after_each", {"fail_test": True})
+    states = after_each.group()
+    assert states["customer_stats"] == "success" and states["customer_stats_tests"] == "failed"
+    assert states["stg_customers_tests"] == "success"  # unique + not_null passed: a real watcher, green
+    assert "customer_stats_valid" in stack.task_log(
+        "breadth_after_each", after_each.run_id, "shop.customer_stats_tests"
+    )
+
+    none = run(stack, "breadth_no_tests", {"fail_test": True})
+    assert none.state == "success" and all(s == "success" for s in none.states.values())
+    assert not any(uid.startswith("test.") for uid in _results(stack, "breadth_no_tests", none.run_id))
+    assert "shop.weekly_report" not in none.states  # exposures get no task
+
+
+def _raw_events(workspace: Path, loaded_at: datetime | None) -> None:
+    with duckdb.connect(str(workspace / "projects" / "shop" / "shop.duckdb")) as con:
+        con.execute("drop table if exists main.raw_events")
+        if loaded_at is not None:
+            con.execute("create table main.raw_events as select 1 as id, ?::timestamp as loaded_at", [loaded_at])
+
+
+def test_source_freshness_leaves_out_what_reads_a_stale_source(stack: AirflowStack, workspace: Path) -> None:
+    _raw_events(workspace, datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(hours=3))
+    try:
+        out = run(stack, "breadth_freshness")
+    finally:
+        _raw_events(workspace, None)
+    states = out.group()
+    assert states["events_daily"] == "skipped"
+    assert all(s == "success" for t, s in states.items() if t != "events_daily")
+    assert "source.shop.raw.events is stale" in stack.task_log(out.dag_id, out.run_id, "shop.events_daily")
+    folder = Path(xcom(stack, out.dag_id, out.run_id, "shop.dbt_producer"))
+    assert (folder / "attempt-1" / "sources.json").is_file()
+    assert "model.shop.events_daily" not in _results(stack, out.dag_id, out.run_id)  # never built
+
+    custom = run(stack, "breadth_freshness_policy")
+    assert custom.group()["events_daily"] == "skipped"
+    assert "policy says" in stack.task_log(custom.dag_id, custom.run_id, "shop.events_daily")
+
+
+def test_a_templated_select_and_vars_retarget_a_run_from_the_trigger_form(stack: AirflowStack) -> None:
+    out = run(stack, "breadth_templated", {"select": "stg_orders", "marker": "from-the-form"})
+    states = out.group()
+    assert states["stg_orders"] == "success"
+    assert states["stg_customers"] == "skipped" and states["orders_enriched"] == "skipped"
+    assert "not selected in this run (select='stg_orders')" in stack.task_log(
+        out.dag_id, out.run_id, "shop.stg_customers"
+    )
+    assert '"marker": "from-the-form"' in stack.task_log(out.dag_id, out.run_id, "shop.dbt_producer")
+    assert set(_results(stack, out.dag_id, out.run_id)) >= {"model.shop.stg_orders"}
+
+
+def test_an_asset_triggered_run_builds_only_what_reads_the_changed_source(stack: AirflowStack) -> None:
+    dag_id = "breadth_changed_sources"
+    stack.wait_for_dags([dag_id])
+    assets = stack.api("GET", "/api/v2/assets?uri_pattern=raw_events")["assets"]
+    asset_id = next(a["id"] for a in assets if a["uri"] == "duckdb://shop/main/raw_events")
+    stack.api("POST", "/api/v2/assets/events", {"asset_id": asset_id, "extra": {"loaded": "today"}})
+    run_id = str(
+        wait_until(
+            lambda: (
+                stack.sql("select run_id from dag_run where dag_id=%s and run_type='asset_triggered'", (dag_id,))
+                or [[None]]
+            )[0][0]
+        )
+    )
+    out = finish(stack, dag_id, run_id)
+    states = out.group()
+    assert states["events_daily"] == "success"
+    assert states["orders_enriched"] == "skipped" and states["raw_orders"] == "skipped"
+    assert "none of the sources it reads changed" in stack.task_log(dag_id, run_id, "shop.orders_enriched")
+
+
+def test_overrides_callbacks_and_model_hooks(stack: AirflowStack, markers: Path) -> None:
+    dag_id = "breadth_hooks"
+    ok = run(stack, dag_id)
+    assert ok.state == "success"
+    hook = json.loads((markers / "hook_orders_enriched").read_text())
+    assert hook["unique_id"] == "model.shop.orders_enriched" and hook["status"] == "success"
+    assert (markers / "success__hooked.customer_stats").exists()  # on_success_callback ran on a worker
+    assert {"run_results.json", "manifest.json", "attempt-1"} <= set(json.loads((markers / "artifacts").read_text()))
+    tasks = {t["task_id"]: t for t in stack.api("GET", f"/api/v2/dags/{dag_id}/tasks")["tasks"]}
+    assert (
+        tasks["hooked.orders_enriched"]["owner"] == "orders-team"
+        and tasks["hooked.raw_orders"]["owner"] != "orders-team"
+    )
+    assert tasks["hooked.events_daily"]["retries"] == 2  # meta: {airflow: {retries: 2}} in the dbt project
+    assert tasks["hooked.orders_enriched"]["retries"] == 1
+
+    failing = run(stack, dag_id, {"fail_model": "orders_enriched"})
+    assert failing.states["hooked.orders_enriched"] == "failed"
+    wait_until((markers / "failure__hooked.orders_enriched").exists, timeout=120)
+    assert (markers / "retry__hooked.orders_enriched").exists()  # try 1 failed with a retry left
+
+
+def test_dbt_from_another_virtualenv_gives_the_same_results(stack: AirflowStack, dbt_venv: Path) -> None:
+    venv = run(stack, "breadth_venv")
+    assert venv.state == "success" and all(s == "success" for s in venv.states.values())
+    assert str(dbt_venv) in stack.task_log("breadth_venv", venv.run_id, "shop.dbt_producer")
+    in_process = run(stack, "breadth_no_tests")
+    other = {k: v for k, v in _results(stack, "breadth_venv", venv.run_id).items() if not k.startswith("test.")}
+    assert other == _results(stack, "breadth_no_tests", in_process.run_id)
+
+
+def test_a_connection_becomes_the_profile_and_its_secret_stays_out_of_logs(stack: AirflowStack) -> None:
+    out = run(stack, "breadth_connection")
+    assert out.state == "success" and all(s == "success" for s in out.states.values())
+    for task_id in ("shop.dbt_producer", "shop.orders_enriched"):
+        assert WAREHOUSE_PASSWORD not in stack.task_log(out.dag_id, out.run_id, task_id)
+    folder = Path(xcom(stack, out.dag_id, out.run_id, "shop.dbt_producer"))
+    assert not any(WAREHOUSE_PASSWORD in p.read_text(errors="ignore") for p in folder.rglob("*") if p.is_file())
+
+
+def test_each_consumer_reports_its_own_lineage(stack: AirflowStack, openlineage_file: Path) -> None:
+    out = run(stack, "breadth_no_tests")
+    job = f"{out.dag_id}.shop.orders_enriched"
+
+    def completion() -> dict | None:
+        if not openlineage_file.exists():
+            return None
+        for line in openlineage_file.read_text().splitlines():
+            event = json.loads(line)
+            if event.get("eventType") == "COMPLETE" and event["job"]["name"] == job and event.get("outputs"):
+                return event
+        return None
+
+    event = wait_until(completion, timeout=60)
+    assert isinstance(event, dict)
+    assert [o["name"] for o in event["outputs"]] == ["shop.main.orders_enriched"]
+    assert {i["name"] for i in event["inputs"]} == {"shop.main.stg_customers", "shop.main.stg_orders"}
+
+
+def test_install_deps_installs_packages_before_parsing(stack: AirflowStack) -> None:
+    out = run(stack, "names_install_deps")
+    assert out.state == "success"
+    assert "names_fresh_checkout.names_lib__orders" in out.states

@@ -1,0 +1,67 @@
+"""Issue 4 semantics on failure: red with dbt's message, never a false green, assets only for green nodes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from devstack.stack import AirflowStack
+
+from .conftest import asset_events
+
+pytestmark = pytest.mark.integration
+
+DAG = "shop_duckdb"
+
+
+def test_a_failing_model_turns_red_with_dbts_message_and_its_descendants_never_green(stack: AirflowStack) -> None:
+    stack.wait_for_dags([DAG])
+    run_id = stack.trigger(DAG, conf={"fail_model": "orders_enriched"})
+    assert stack.wait_for_run(DAG, run_id, timeout=300) == "failed"
+    states = stack.task_states(DAG, run_id)
+    assert states["shop.dbt_producer"] == "success"  # dbt ran; the failure belongs to the model
+    assert states["shop.orders_enriched"] == "failed"
+    assert states["shop.order_totals"] == "failed"  # dbt skipped it: never green
+    assert states["done"] == "upstream_failed"
+    for green in ("raw_orders", "stg_orders", "stg_customers", "customer_stats", "slow_py", "after_slow"):
+        assert states[f"shop.{green}"] == "success", green
+    assert "shop.int_orders" not in states  # ephemeral: no task, lineage passes through
+
+    failed_log = stack.task_log(DAG, run_id, "shop.orders_enriched")
+    assert "no_such_column" in failed_log  # dbt's own error message, in the consumer's log
+    skipped_log = stack.task_log(DAG, run_id, "shop.order_totals")
+    assert "skipped" in skipped_log
+    producer_log = stack.task_log(DAG, run_id, "shop.dbt_producer")
+    assert "Running with dbt=" in producer_log and "START sql table model" in producer_log
+
+    uris = {uri for uri, _, _ in asset_events(stack, DAG, run_id)}
+    assert not any(u.endswith("/orders_enriched") or u.endswith("/order_totals") for u in uris)
+    assert any(u.endswith("/customer_stats") for u in uris)
+
+
+def test_a_failing_test_fails_the_model_it_is_attached_to_and_names_it(stack: AirflowStack) -> None:
+    stack.wait_for_dags([DAG])
+    run_id = stack.trigger(DAG, conf={"fail_test": True})
+    assert stack.wait_for_run(DAG, run_id, timeout=300) == "failed"
+    states = stack.task_states(DAG, run_id)
+    assert states["shop.customer_stats"] == "failed"
+    assert states["shop.orders_enriched"] == "success"
+    assert "customer_stats_valid" in stack.task_log(DAG, run_id, "shop.customer_stats")
+
+
+def test_the_group_polls_once_per_tick_not_once_per_consumer(stack: AirflowStack) -> None:
+    stack.wait_for_dags([DAG])
+    run_id = stack.trigger(DAG, conf={"sleep_seconds": 3})
+    assert stack.wait_for_run(DAG, run_id, timeout=300) == "success"
+    consumers = [t for t in stack.task_states(DAG, run_id) if t.startswith("shop.") and t != "shop.dbt_producer"]
+    pattern = r"Shared poll of shop for this run so far: (\d+) ticks, (\d+) status reads, (\d+) task-state reads"
+    costs = []
+    for task_id in consumers:
+        found = re.findall(pattern, stack.task_log(DAG, run_id, task_id))
+        assert found, f"{task_id} reports the shared poll's cost when it ends"
+        costs.append(tuple(map(int, found[-1])))
+    ticks, reads, state_reads = max(costs)  # the last consumer to end saw the whole run's cost
+    print(f"{len(consumers)} consumers: {ticks} ticks, {reads} status reads, {state_reads} task-state reads")
+    assert reads <= ticks + 1  # one head per tick (plus closed chunks, none at this size)
+    assert ticks < 3 * len(consumers)

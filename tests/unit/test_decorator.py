@@ -1,0 +1,222 @@
+"""Rendering: the decorator turns the example project into the expected TaskGroup."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from airflow.sdk import DAG, dag, task
+from airflow.serialization.serialized_objects import DagSerialization
+
+from dbt_watcher import ConfigurationError, dbt_watcher_group
+from dbt_watcher.consumer import DbtConsumerOperator
+from dbt_watcher.producer import DbtProducerOperator
+
+from ..conftest import JAFFLE_SHOP
+
+START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def _cache(cache_dir: Path) -> None:
+    """Every test here shares the example project's parse through the cache dir."""
+
+
+@dbt_watcher_group(project_dir=str(JAFFLE_SHOP), threads=2, setup_operator_args={"queue": "dbt"})
+def jaffle_shop() -> None: ...
+
+
+def test_group_renders_producer_and_one_consumer_per_built_node() -> None:
+    with DAG("render", schedule=None, start_date=START) as d:
+        group = jaffle_shop()
+    assert group.group_id == "jaffle_shop"
+    ids = set(d.task_dict)
+    assert "jaffle_shop.dbt_producer" in ids
+    for name in ("raw_orders", "stg_orders", "orders", "customers_snapshot", "customer_lifetime_value"):
+        assert f"jaffle_shop.{name}" in ids
+    assert len(group.consumers) == 17  # 4 seeds, 12 models, 1 snapshot
+    assert not any(t.endswith("not_null_orders_order_id") for t in ids)  # tests run inside the build
+    orders = d.task_dict["jaffle_shop.orders"]
+    assert orders.upstream_task_ids == {"jaffle_shop.stg_orders", "jaffle_shop.int_order_payments"}
+
+
+def test_producer_gets_setup_operator_args_and_consumers_do_not() -> None:
+    with DAG("queues", schedule=None, start_date=START) as d:
+        jaffle_shop()
+    assert d.task_dict["jaffle_shop.dbt_producer"].queue == "dbt"
+    assert d.task_dict["jaffle_shop.orders"].queue != "dbt"
+
+
+def test_deferrable_consumers_start_in_the_triggerer_and_wait_eagerly() -> None:
+    with DAG("eager", schedule=None, start_date=START) as d:
+        jaffle_shop()
+    orders = d.task_dict["jaffle_shop.orders"]
+    raw = d.task_dict["jaffle_shop.raw_orders"]
+    assert isinstance(orders, DbtConsumerOperator) and orders.start_from_trigger
+    assert orders.trigger_rule == "always" and raw.trigger_rule == "all_success"
+    kwargs = orders.start_trigger_args.trigger_kwargs
+    assert kwargs["node"] == "model.jaffle_shop.orders"
+    assert kwargs["upstream"] == ["jaffle_shop.int_order_payments", "jaffle_shop.stg_orders"]
+    assert any("unique_orders_order_id" in t for t in kwargs["tests"])
+
+
+def test_the_dag_serializes_for_the_scheduler() -> None:
+    with DAG("serialize", schedule=None, start_date=START) as d:
+        jaffle_shop()
+    data = DagSerialization.to_dict(d)
+    restored = DagSerialization.from_dict(data)
+    task_ = restored.get_task("jaffle_shop.orders")
+    assert task_.start_from_trigger and task_.start_trigger_args.trigger_cls == "dbt_watcher.trigger.ConsumerTrigger"
+
+
+def test_works_with_shift_operators_on_both_sides_inside_a_taskflow_dag() -> None:
+    @dag(schedule=None, start_date=START)
+    def flow() -> None:
+        @task
+        def before() -> int:
+            return 1
+
+        @task
+        def after() -> None: ...
+
+        before() >> jaffle_shop() >> after()
+
+    d = flow()
+    assert "before" in d.task_dict["jaffle_shop.dbt_producer"].upstream_task_ids
+    assert "before" in d.task_dict["jaffle_shop.raw_orders"].upstream_task_ids
+    assert "jaffle_shop.customer_lifetime_value" in d.task_dict["after"].upstream_task_ids
+    assert "jaffle_shop.dbt_producer" in d.task_dict["after"].upstream_task_ids
+
+
+def test_override_changes_one_use_only() -> None:
+    with DAG("override", schedule=None, start_date=START) as d:
+        full = jaffle_shop()
+        marts = jaffle_shop.override(group_id="marts_only", select="tag:marts")()
+    assert len(full.consumers) == 17 and len(marts.consumers) == 5
+    assert "marts_only.orders" in d.task_dict
+    assert jaffle_shop.config.select is None
+
+
+def test_assets_are_emitted_per_model_and_reachable_at_parse_time() -> None:
+    with DAG("assets", schedule=None, start_date=START) as d:
+        group = jaffle_shop()
+    asset = group.asset("orders")
+    assert asset.uri == "duckdb://jaffle_shop/main/orders"
+    assert jaffle_shop.asset("orders") == asset
+    assert d.task_dict["jaffle_shop.orders"].outlets == [asset]
+    producer = d.task_dict["jaffle_shop.dbt_producer"]
+    assert isinstance(producer, DbtProducerOperator) and sum(n.producer_emits for n in producer.nodes) == 17
+    orders_plan = next(n for n in producer.nodes if n.consumer_task_id == "jaffle_shop.orders")
+    assert orders_plan.lineage.output == "duckdb://jaffle_shop/main/orders"
+    assert orders_plan.lineage.inputs == (
+        "duckdb://jaffle_shop/main/int_order_payments",
+        "duckdb://jaffle_shop/main/stg_orders",
+    )
+
+
+def test_emit_assets_false_and_non_deferrable() -> None:
+    with DAG("plain", schedule=None, start_date=START) as d:
+        jaffle_shop.override(emit_assets=False, deferrable=False)()
+    orders = d.task_dict["jaffle_shop.orders"]
+    assert orders.outlets == [] and not orders.start_from_trigger and orders.trigger_rule == "all_success"
+    producer = d.task_dict["jaffle_shop.dbt_producer"]
+    assert producer.alias is None and not any(n.producer_emits for n in producer.nodes)
+
+
+def test_calling_outside_a_dag_and_bad_parameters_are_clear_errors() -> None:
+    with pytest.raises(ConfigurationError, match="outside a DAG"):
+        jaffle_shop()
+    with pytest.raises(ConfigurationError, match="unknown parameter"):
+        dbt_watcher_group(project_dir=str(JAFFLE_SHOP), thread=4)
+    with pytest.raises(ConfigurationError, match="needs project_dir"):
+        dbt_watcher_group(threads=4)
+    with pytest.raises(ConfigurationError, match="poke_interval"):
+        jaffle_shop.override(poke_interval=0)
+    with pytest.raises(ConfigurationError, match="unknown dbt_watcher_group parameter"):
+        jaffle_shop.override(nope=1)
+
+
+def test_missing_project_is_an_import_time_error(tmp_path: Path) -> None:
+    @dbt_watcher_group(project_dir=str(tmp_path / "missing"))
+    def ghost() -> None: ...
+
+    with DAG("ghost", schedule=None, start_date=START), pytest.raises(ConfigurationError, match="does not exist"):
+        ghost()
+
+
+def test_empty_selection_is_an_import_time_error() -> None:
+    with DAG("empty", schedule=None, start_date=START), pytest.raises(ConfigurationError, match="matches no dbt"):
+        jaffle_shop.override(select="tag:does_not_exist")()
+
+
+SHOP = JAFFLE_SHOP.parent.parent / "tests" / "integration" / "projects" / "shop"
+
+
+@dbt_watcher_group(project_dir=str(SHOP))
+def shop() -> None: ...
+
+
+def test_after_all_runs_the_tests_once_after_every_consumer() -> None:
+    with DAG("after_all", schedule=None, start_date=START) as d:
+        jaffle_shop.override(test_behavior="after_all")()
+    tests = d.task_dict["jaffle_shop.dbt_tests"]
+    assert len(tests.upstream_task_ids) == 17
+    assert d.task_dict["jaffle_shop.orders"].start_trigger_args.trigger_kwargs["tests"] == []
+
+
+def test_after_each_adds_a_real_test_watcher_per_tested_model() -> None:
+    with DAG("after_each", schedule=None, start_date=START) as d:
+        jaffle_shop.override(test_behavior="after_each")()
+    watcher = d.task_dict["jaffle_shop.orders_tests"]
+    assert isinstance(watcher, DbtConsumerOperator) and watcher.watches_tests_only
+    assert watcher.upstream_task_ids == {"jaffle_shop.orders"} and len(watcher.watch.tests) == 3
+    assert d.task_dict["jaffle_shop.orders"].watch.tests == ()
+    assert "jaffle_shop.raw_orders_tests" not in d.task_dict  # seeds without tests get no watcher
+    with pytest.raises(ConfigurationError, match="test_behavior"):
+        jaffle_shop.override(test_behavior="sometimes")
+
+
+def test_per_node_arguments_come_from_selection_keys_and_dbt_meta() -> None:
+    overrides = {"tag:marts": {"pool": "marts", "retries": 2}, "orders": {"retries": 7}}
+    with DAG("overrides", schedule=None, start_date=START) as d:
+        jaffle_shop.override(node_operator_args=overrides, operator_args={"owner": "team"})()
+    assert d.task_dict["jaffle_shop.orders"].retries == 7 and d.task_dict["jaffle_shop.orders"].pool == "marts"
+    assert d.task_dict["jaffle_shop.customers"].retries == 2 and d.task_dict["jaffle_shop.customers"].owner == "team"
+    assert d.task_dict["jaffle_shop.stg_orders"].pool != "marts"
+    with pytest.raises(ConfigurationError, match="trigger_rule"):
+        jaffle_shop.override(node_operator_args={"orders": {"trigger_rule": "always"}}).load()
+
+
+def test_a_model_hook_runs_right_after_its_consumer_with_the_result() -> None:
+    hooked = jaffle_shop.override(group_id="hooked")
+
+    @hooked.model("orders", retries=3)
+    def publish_orders(result: dict[str, object]) -> None: ...
+
+    with DAG("hooks", schedule=None, start_date=START) as d:
+        hooked()
+    task_ = d.task_dict["hooked.publish_orders"]
+    assert task_.upstream_task_ids == {"hooked.orders"} and task_.retries == 3
+    assert not jaffle_shop.hooks  # registering on an override leaves the original alone
+
+
+def test_sources_templated_select_and_freshness_settings_reach_the_producer() -> None:
+    with DAG("sources", schedule=None, start_date=START) as d:
+        group = shop.override(select="{{ params.select }}", source_freshness=True, only_changed_sources=True)()
+    assert [a.uri for a in group.source_assets()] == ["duckdb://shop/main/raw_events"]
+    assert shop.source_assets() == group.source_assets()
+    producer = d.task_dict["shop.dbt_producer"]
+    assert producer.dbt_select == "{{ params.select }}"  # rendered by Airflow at run time
+    assert len(group.consumers) == 12  # a templated select renders every node
+    rt = producer.runtime
+    assert rt.freshness_sources_by_id == {"source.shop.raw.events": "source:raw.events"}
+    assert rt.source_selectors_by_uri == {"duckdb://shop/main/raw_events": "source:raw.events"}
+
+
+def test_a_connection_replaces_profiles_yml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", f'{{"conn_type": "duckdb", "host": "{tmp_path / "w.duckdb"}"}}')
+    with DAG("conn", schedule=None, start_date=START):
+        group = jaffle_shop.override(group_id="conn", connection_id="warehouse")()
+    assert group.asset("orders").uri == "duckdb://w/main/orders"
+    assert group.producer is not None and group.producer.runtime.connection_id == "warehouse"

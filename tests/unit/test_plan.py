@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import pytest
+
+from dbt_watcher.errors import ConfigurationError
+from dbt_watcher.graph import DbtNode
+from dbt_watcher.plan import PRODUCER_TASK_ID, assign_task_ids, build_plan
+
+from .graphs import dbt_test, graph, model
+
+
+def test_consumers_follow_dbt_lineage_in_dependency_order() -> None:
+    plan = build_plan(
+        graph(
+            model("stg"),
+            model("mart", "model.shop.stg"),
+            model("report", "model.shop.mart", "model.shop.stg"),
+        )
+    )
+    assert [c.task_id for c in plan.consumers] == ["stg", "mart", "report"]
+    assert plan.find("report").upstream == ("mart", "stg")
+    assert plan.find("stg").upstream == ()
+
+
+def test_lineage_passes_through_ephemeral_models_which_get_no_task() -> None:
+    plan = build_plan(
+        graph(
+            model("a"),
+            model("eph", "model.shop.a", materialized="ephemeral"),
+            model("b", "model.shop.eph"),
+        )
+    )
+    assert [c.task_id for c in plan.consumers] == ["a", "b"]
+    assert plan.find("b").upstream == ("a",)
+    assert plan.left_out[0][0] == "model.shop.eph"
+
+
+def test_unselected_parents_are_not_upstream() -> None:
+    g = graph(model("a"), model("b", "model.shop.a"), selected={"model.shop.b"})
+    plan = build_plan(g)
+    assert [c.task_id for c in plan.consumers] == ["b"]
+    assert plan.find("b").upstream == ()
+
+
+def test_tests_attach_to_their_model_and_multi_parent_tests_attach_once() -> None:
+    plan = build_plan(
+        graph(
+            model("customers"),
+            model("orders", "model.shop.customers"),
+            dbt_test("unique_orders_id", "model.shop.orders", attached="model.shop.orders"),
+            dbt_test("relationships", "model.shop.customers", "model.shop.orders", attached="model.shop.orders"),
+            dbt_test("custom_check", "model.shop.customers", "model.shop.orders"),
+        )
+    )
+    assert plan.find("orders").tests == (
+        "test.shop.custom_check.abc",
+        "test.shop.relationships.abc",
+        "test.shop.unique_orders_id.abc",
+    )
+    assert plan.find("customers").tests == ()
+
+
+def test_empty_selection_is_a_parse_time_error_naming_the_fix() -> None:
+    g = graph(model("a"), selected=set())
+    with pytest.raises(ConfigurationError, match="matches no dbt model") as info:
+        build_plan(g, selection_text="The selection (select='tag:nope')")
+    assert "tag:nope" in str(info.value)
+    assert "How to fix" in str(info.value)
+
+
+def _named(name: str, package: str = "shop", version: str | None = None, rtype: str = "model") -> DbtNode:
+    suffix = f".v{version}" if version else ""
+    return DbtNode(
+        unique_id=f"{rtype}.{package}.{name}{suffix}",
+        resource_type=rtype,
+        name=name,
+        package=package,
+        fqn=(package, name),
+        version=version,
+    )
+
+
+def test_task_ids_are_valid_unique_and_explainable() -> None:
+    nodes = [
+        _named("orders", version="1"),
+        _named("orders", version="2"),
+        _named("weird name!"),
+        _named("dup", package="shop"),
+        _named("dup", package="lib"),
+        _named(PRODUCER_TASK_ID),
+    ]
+    ids = assign_task_ids(nodes, reserved={PRODUCER_TASK_ID})
+    assert ids["model.shop.orders.v1"] == "orders_v1"
+    assert ids["model.shop.orders.v2"] == "orders_v2"
+    assert ids["model.shop.weird name!"] == "weird_name"
+    assert ids["model.shop.dup"] == "shop__dup"
+    assert ids["model.lib.dup"] == "lib__dup"
+    assert ids[f"model.shop.{PRODUCER_TASK_ID}"] == f"shop__{PRODUCER_TASK_ID}"
+    assert len(set(ids.values())) == len(ids)
+
+
+def test_very_long_names_are_shortened_with_a_stable_hash() -> None:
+    long_name = "x" * 400
+    ids = assign_task_ids([_named(long_name)])
+    task_id = ids[f"model.shop.{long_name}"]
+    assert len(task_id) == 200
+    assert task_id == assign_task_ids([_named(long_name)])[f"model.shop.{long_name}"]
+
+
+def test_selector_string_matches_the_node_alone() -> None:
+    node = _named("orders", version="2")
+    assert node.selector == "fqn:shop.orders,resource_type:model"

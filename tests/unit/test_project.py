@@ -1,0 +1,117 @@
+"""Project loading: path checks, the fingerprint cache, and dbt's own selection (real dbt-core)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dbt_watcher import manifest_loader, project
+from dbt_watcher.errors import ConfigurationError
+from dbt_watcher.project import DbtProject, Selection, load_graph
+
+from ..conftest import JAFFLE_SHOP
+
+
+@pytest.fixture
+def jaffle(tmp_path: Path) -> Path:
+    copy = tmp_path / "jaffle_shop"
+    shutil.copytree(JAFFLE_SHOP, copy, ignore=shutil.ignore_patterns("target", "logs", "*.duckdb*"))
+    return copy
+
+
+def test_missing_project_dir_names_the_path_and_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="does not exist") as info:
+        DbtProject.locate(tmp_path / "nope")
+    assert "project_dir=" in info.value.fix
+
+
+def test_a_folder_without_dbt_project_yml_is_not_a_project(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"no dbt_project\.yml"):
+        DbtProject.locate(tmp_path)
+
+
+def test_profiles_dir_without_profiles_yml_is_rejected(jaffle: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"holds no profiles\.yml"):
+        DbtProject.locate(jaffle, profiles_dir=tmp_path)
+
+
+def test_relative_paths_resolve_from_the_given_folder(jaffle: Path) -> None:
+    located = DbtProject.locate("jaffle_shop", relative_to=jaffle.parent)
+    assert located.project_dir == jaffle and located.profiles_dir == jaffle
+
+
+def test_fingerprint_changes_with_sources_but_not_with_target_or_logs(jaffle: Path) -> None:
+    p = DbtProject.locate(jaffle)
+    first, _ = p.fingerprint()
+    (jaffle / "target").mkdir()
+    (jaffle / "target" / "junk.json").write_text("{}")
+    (jaffle / "logs").mkdir()
+    (jaffle / "logs" / "dbt.log").write_text("x")
+    assert p.fingerprint()[0] == first
+    (jaffle / "models" / "staging" / "stg_orders.sql").write_text("select 1 as order_id")
+    assert p.fingerprint()[0] != first
+
+
+def test_graph_and_selection_come_from_dbt(jaffle: Path, cache_dir: Path) -> None:
+    graph = load_graph(DbtProject.locate(jaffle), Selection(select=("tag:marts",)))
+    names = sorted(n.name for n in graph.selected_nodes(["model"]))
+    assert names == ["customer_lifetime_value", "customers", "daily_revenue", "orders", "store_revenue"]
+    # dbt's indirect selection brings the marts' tests along
+    assert any(n.resource_type == "test" for n in graph.selected_nodes())
+    orders = graph.nodes["model.jaffle_shop.orders"]
+    assert orders.relation is not None and orders.relation.identifier == "orders"
+    assert graph.target.adapter_type == "duckdb" and graph.target.database == "jaffle_shop"
+    rel = graph.nodes[next(u for u in graph.nodes if u.startswith("test.jaffle_shop.relationships"))]
+    assert rel.attached_node == "model.jaffle_shop.orders"
+
+
+def test_an_unchanged_project_never_starts_dbt_twice(
+    jaffle: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real = manifest_loader.build_graph
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append("dbt")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(manifest_loader, "build_graph", counting)
+    p = DbtProject.locate(jaffle)
+    first = load_graph(p, Selection())
+    monkeypatch.setattr(project, "_memory_cache", {})  # a new dag-processor child: disk cache only
+    second = load_graph(p, Selection())
+    assert calls == ["dbt"] and first == second
+    load_graph(p, Selection(select=("orders",)))  # another selection is another key
+    assert calls == ["dbt", "dbt"]
+    (jaffle / "models" / "marts" / "orders.sql").write_text("select 1 as order_id, 1 as customer_id")
+    load_graph(p, Selection())
+    assert len(calls) == 3
+
+
+def test_unknown_selector_and_target_are_parse_time_errors(jaffle: Path, cache_dir: Path) -> None:
+    with pytest.raises(ConfigurationError, match="selector='nightly'"):
+        load_graph(DbtProject.locate(jaffle), Selection(selector="nightly"))
+    with pytest.raises(ConfigurationError, match="does not have a target named 'prod'"):
+        load_graph(DbtProject.locate(jaffle, target="prod"), Selection())
+
+
+def test_a_broken_project_reports_dbts_parse_error(jaffle: Path, cache_dir: Path) -> None:
+    (jaffle / "models" / "marts" / "orders.sql").write_text("select * from {{ ref('no_such_model') }}")
+    with pytest.raises(ConfigurationError, match="could not parse") as info:
+        load_graph(DbtProject.locate(jaffle), Selection())
+    assert "no_such_model" in str(info.value)
+
+
+def test_a_current_target_manifest_is_used_without_parsing(
+    jaffle: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dbt_watcher.invocation import run_dbt
+
+    p = DbtProject.locate(jaffle)
+    assert run_dbt(p.command("parse", extra_args=("--quiet",))).success  # writes target/manifest.json
+    parsed: list[str] = []
+    monkeypatch.setattr(manifest_loader, "_parse", lambda *a: parsed.append("parse"))
+    graph = load_graph(p, Selection())
+    assert parsed == [] and "model.jaffle_shop.orders" in graph.selected

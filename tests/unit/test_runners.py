@@ -1,0 +1,62 @@
+"""In-process dbtRunner and a dbt subprocess with JSON logs must yield the same node results."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from dbt_watcher.events import NodeResult
+from dbt_watcher.project import DbtProject
+from dbt_watcher.runners import InProcessDbt, SubprocessDbt
+
+from ..conftest import JAFFLE_SHOP
+
+DBT = str(Path(sys.executable).parent / "dbt")
+
+
+def _project(tmp_path: Path, name: str) -> DbtProject:
+    copy = tmp_path / name
+    shutil.copytree(JAFFLE_SHOP, copy, ignore=shutil.ignore_patterns("target", "logs", "*.duckdb*"))
+    return DbtProject.locate(copy)
+
+
+def _comparable(result: NodeResult) -> tuple[object, ...]:
+    # Timing values differ from run to run; which fields are present must not.
+    return (
+        result.unique_id,
+        result.status,
+        result.resource_type,
+        result.started_at is not None,
+        result.completed_at is not None,
+        result.execution_time is not None,
+        result.rows_affected,
+        result.adapter_code,
+        result.relation_name,
+        result.failures,
+        bool(result.message),
+    )
+
+
+def test_both_runners_give_the_same_event_stream(tmp_path: Path) -> None:
+    streams = {}
+    for name, runner in (("in_process", InProcessDbt()), ("subprocess", SubprocessDbt(DBT))):
+        project = _project(tmp_path, name)
+        results: list[NodeResult] = []
+        command = project.command("build", target_path=tmp_path / f"{name}-target", log_path=tmp_path / f"{name}-logs")
+        outcome = runner.run(command, on_node=results.append)
+        assert outcome.ran and outcome.error is None
+        streams[name] = sorted(_comparable(r) for r in results)
+        assert all("status" in r.asset_extra() for r in results)
+    assert streams["in_process"] == streams["subprocess"]
+    assert len(streams["in_process"]) == 30
+
+
+def test_both_runners_list_the_same_nodes_and_report_a_broken_profile(tmp_path: Path) -> None:
+    ids = {}
+    for name, runner in (("in_process", InProcessDbt()), ("subprocess", SubprocessDbt(DBT))):
+        project = _project(tmp_path, name)
+        ids[name] = sorted(runner.list_ids(project.command("ls", select=("tag:marts",))))
+        outcome = runner.run(project.command("build").with_(target="nope"))
+        assert not outcome.ran and outcome.error and "nope" in outcome.error, (name, outcome)
+    assert ids["in_process"] == ids["subprocess"] and len(ids["in_process"]) == 10
