@@ -7,12 +7,13 @@ PYTEST_ARGS ?=
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 
-.PHONY: help install services test test-unit test-integration lint demo bench bench-quick clean
+.PHONY: help install services test test-unit test-integration lint docs demo bench bench-quick clean
 
 help:
 	@echo "make demo   - run the example DAG end to end in a real Airflow stack (DuckDB) and print per-model results"
 	@echo "make test   - run the whole test suite (unit + real-stack integration)"
 	@echo "make lint   - ruff, ruff format --check, mypy --strict"
+	@echo "make docs   - build the documentation site (mkdocs --strict) into site/"
 	@echo "make bench-quick / make bench - dbt-watcher vs bare dbt build vs Cosmos (see bench/README.md)"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
@@ -40,6 +41,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests devstack examples
 	$(VENV)/bin/ruff format --check src tests devstack examples
 	$(VENV)/bin/mypy
+
+# The documentation site (mkdocs, strict: a warning is an error) into site/.
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 demo: $(STAMP) services
 	$(PY) examples/demo.py

@@ -114,3 +114,5 @@ def query(database: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[A
 if __name__ == "__main__":
     ensure_postgres()
     print(f"PostgreSQL is up on {PG_HOST}:{PG_PORT}")
+    ensure_redis()
+    print("Redis is up on 127.0.0.1:6379 (the Celery broker of the CeleryExecutor test)")

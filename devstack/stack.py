@@ -28,6 +28,7 @@ from typing import Any
 
 from devstack import services
 
+REPO = Path(__file__).resolve().parent.parent
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 TERMINAL_RUN_STATES = {"success", "failed"}
 
@@ -116,17 +117,34 @@ class AirflowStack:
             raise RuntimeError(f"airflow {' '.join(args)} failed:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
         return out.stdout
 
-    def start_component(self, component: str, *extra: str) -> None:
+    def start_component(
+        self, component: str, *extra: str, name: str | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
+        """Start ``airflow <component> <extra...>``; ``name`` keys it when one component runs twice
+        (two Celery workers, say), ``env`` adds to the stack's environment for this process only."""
+        name = name or component
         log_dir = self.home / "component-logs"
         log_dir.mkdir(exist_ok=True)
-        handle = open(log_dir / f"{component}.log", "ab")  # noqa: SIM115 - lives as long as the process
-        self.procs[component] = subprocess.Popen(
-            [sys.executable, "-m", "airflow", component, *extra],
-            env=self.env,
+        handle = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "airflow", *component.split(), *extra],
+            env={**self.env, **(env or {})},
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def wait_for_log(self, name: str, needle: str, timeout: float = 120) -> None:
+        """Wait until a component's own log shows ``needle`` (e.g. a Celery worker's "ready.")."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.component_log(name):
+                return
+            proc = self.procs.get(name)
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"airflow {name} exited ({proc.returncode}):\n{self.component_log(name)[-3000:]}")
+            time.sleep(0.5)
+        raise TimeoutError(f"{name} did not log {needle!r} within {timeout}s:\n{self.component_log(name)[-3000:]}")
 
     def stop_component(self, component: str, sig: int = signal.SIGTERM, grace: float = 15.0) -> None:
         proc = self.procs.pop(component, None)

@@ -69,6 +69,29 @@ def publish_attempt(run_path: Path, attempt_target: Path) -> None:
         shutil.copyfile(manifest, run_path / "manifest.json")
 
 
+def share(run_path: Path, folder: Path, url: str | None) -> str:
+    """Copy ``folder`` (the run folder or a part of it) to object storage under ``url``.
+
+    Returns where the run's artifacts can be read from other machines: the run's URL when ``url``
+    is set, else the local run folder. dbt needs a local target folder, so artifacts are always
+    written locally first and copied after each dbt invocation.
+    """
+    if url is None:
+        return str(run_path)
+    from airflow.sdk import ObjectStoragePath
+
+    root = ObjectStoragePath(url)
+    run_root = root.joinpath(*run_path.parts[-3:])  # <dag_id>/<run_id>/<group_id>, as on disk
+    files = [f for f in folder.rglob("*") if f.is_file() and f.name != "partial_parse.msgpack"]
+    for local in files:
+        remote = run_root / local.relative_to(run_path).as_posix()
+        remote.parent.mkdir(parents=True, exist_ok=True)
+        with open(local, "rb") as src, remote.open("wb") as dst:
+            shutil.copyfileobj(src, dst)
+    log.info("Copied %d artifact files of %s to %s", len(files), folder, run_root)
+    return str(run_root)
+
+
 def partial_parse_cache(cache_dir: Path, key: str) -> Path:
     """A per-project partial-parse file, so every run's fresh target folder still parses fast."""
     return cache_dir / "partial-parse" / f"{key}.msgpack"

@@ -61,6 +61,10 @@ class WatcherConfig:
     group_id: str | None = None
     #: Root folder of per-run artifacts; default: $AIRFLOW_HOME/dbt-watcher/artifacts.
     artifacts_dir: str | os.PathLike[str] | None = None
+    #: Object-storage URL (``s3://conn_id@bucket/prefix``, ``gs://...``, ``file:///shared/...``) that
+    #: each run's artifacts are copied to through Airflow's ObjectStoragePath, so tasks on other
+    #: machines can read them; the producer's XCom is then the run's URL there. Default: none.
+    artifacts_url: str | None = None
     #: Extra dbt CLI arguments appended to the producer's ``dbt build`` (and local retries).
     dbt_args: Sequence[str] = field(default_factory=tuple)
     #: Folder for the parsed-project cache; default: $DBT_WATCHER_CACHE_DIR or ~/.cache/dbt-watcher.
@@ -137,6 +141,12 @@ class WatcherConfig:
         if self.callback is not None and not callable(self.callback):
             raise ConfigurationError(
                 "callback must be a function.", "Pass callback=my_function(artifacts_dir, context)."
+            )
+        if self.artifacts_url is not None and "://" not in str(self.artifacts_url):
+            raise ConfigurationError(
+                f"artifacts_url={self.artifacts_url!r} is not a URL.",
+                'Pass an object-storage URL such as "s3://aws_default@my-bucket/dbt-artifacts" or '
+                '"file:///mnt/shared/dbt-artifacts"; for a local folder use artifacts_dir=.',
             )
         if isinstance(self.dbt_args, str):
             raise ConfigurationError("dbt_args must be a list of arguments.", 'Pass dbt_args=["--fail-fast"].')

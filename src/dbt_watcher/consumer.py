@@ -184,7 +184,8 @@ class DbtConsumerOperator(BaseSensorOperator):
         log.info("Try %s: %s. Running %s %s alone.", ti.try_number, reason, what, node.unique_id)
         store = AssetStateChannelStore(rt.status_asset_name)
         args = RunArguments.from_json(store.get(invocation_key(context["run_id"]))) or rt.base_args
-        target_path = local_build_dir(rt.run_path(ti.dag_id, context["run_id"]), self.task_id, int(ti.try_number))
+        run_path = rt.run_path(ti.dag_id, context["run_id"])
+        target_path = local_build_dir(run_path, self.task_id, int(ti.try_number))
         results: dict[str, NodeResult] = {}
         with rt.session() as (project, runner):
             command = project.command(
@@ -195,6 +196,8 @@ class DbtConsumerOperator(BaseSensorOperator):
                 extra_args=("--no-use-colors", *(() if self.watches_tests_only else rt.exclude_tests), *args.dbt_args),
             ).with_(vars={**project.vars, **args.vars}, full_refresh=args.full_refresh)
             outcome = runner.run(command, on_node=lambda r: results.__setitem__(r.unique_id, r))
+        if target_path.is_dir():
+            rt.share(run_path, target_path)  # this try's own run_results, next to the producer's
         if not outcome.ran:
             raise AirflowException(f"dbt for {node.unique_id} could not run: {outcome.error}")
         if self.watches_tests_only:  # the model itself was built earlier in this run

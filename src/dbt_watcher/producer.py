@@ -122,7 +122,7 @@ class DbtProducerOperator(BaseOperator):
         if rt.callback is not None:
             log.info("Calling the group's callback with the artifacts folder %s", run_path)
             rt.callback(run_path, context)
-        return str(run_path)
+        return rt.share(run_path)
 
     def _narrowing(self, context: Any) -> dict[str, Any] | None:
         """What narrows this run's build, if anything (see :mod:`dbt_watcher.scope`)."""

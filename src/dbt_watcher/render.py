@@ -107,6 +107,7 @@ def _runtime(
         only_changed_sources=cfg.only_changed_sources,
         source_selectors_by_uri={relation_uri(graph.target, s.relation): s.selector for s in sources},
         callback=cfg.callback,
+        artifacts_url=cfg.artifacts_url,
     )
 
 
@@ -223,16 +224,44 @@ def _find(group: DbtWatcherGroup, factory: WatcherGroupFactory, name: str) -> st
 
 
 def _log_left_out(graph: ProjectGraph, plan: GroupPlan, cfg: WatcherConfig) -> None:
-    for unique_id, reason in plan.left_out:
-        log.info("dbt-watcher: no task for %s: %s", unique_id, reason)
+    for level, message in plan_notes(graph, plan, cfg):
+        log.log(level, "dbt-watcher: %s", message)
+
+
+def plan_notes(graph: ProjectGraph, plan: GroupPlan, cfg: WatcherConfig) -> list[tuple[int, str]]:
+    """What a user should know about a group before deploying it, as (logging level, message).
+
+    Logged while the DAG file is parsed and printed by ``dbt-watcher render``.
+    """
+    notes: list[tuple[int, str]] = [(logging.INFO, f"no task for {uid}: {reason}") for uid, reason in plan.left_out]
     if graph.disabled:
-        log.info("dbt-watcher: %d disabled dbt nodes have no task: %s", len(graph.disabled), ", ".join(graph.disabled))
+        notes.append(
+            (logging.INFO, f"{len(graph.disabled)} disabled dbt nodes have no task: {', '.join(graph.disabled)}")
+        )
     if plan.unattached_tests and cfg.test_behavior == "build":
-        log.info("dbt-watcher: tests that gate no consumer (they still run in the build): %s", plan.unattached_tests)
+        notes.append(
+            (logging.INFO, f"tests that gate no consumer (they still run in the build): {plan.unattached_tests}")
+        )
     for key in unmatched_keys(graph, cfg.node_operator_args or {}):
-        log.warning("dbt-watcher: node_operator_args key %r matches no node of the group", key)
+        notes.append((logging.WARNING, f"node_operator_args key {key!r} matches no node of the group"))
     if cfg.source_freshness is not False and not any(s.has_freshness for s in graph.sources.values()):
-        log.warning("dbt-watcher: source_freshness is on but no source of the project has a freshness check")
+        notes.append((logging.WARNING, "source_freshness is on but no source of the project has a freshness check"))
+    if cfg.threads is None:
+        notes.append(
+            (logging.INFO, f"threads= is not set: the build uses the target's threads ({graph.target.threads})")
+        )
+    if not cfg.deferrable and len(plan.consumers) > _WORKER_SLOTS_HINT:
+        notes.append(
+            (
+                logging.WARNING,
+                f"deferrable=False holds one worker slot per consumer ({len(plan.consumers)} of them) for the whole "
+                "build; deferrable=True waits in the triggerer instead",
+            )
+        )
+    return notes
+
+
+_WORKER_SLOTS_HINT = 32  # Airflow's default parallelism: more non-deferrable consumers than this queue up
 
 
 def plan_summary(plan: GroupPlan) -> str:

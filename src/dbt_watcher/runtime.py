@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dbt_watcher.artifacts import run_dir
+from dbt_watcher.artifacts import run_dir, share
 from dbt_watcher.config import stale_after
 from dbt_watcher.project import DbtProject, Selection
 from dbt_watcher.run_args import RunArguments
@@ -49,6 +49,8 @@ class GroupRuntime:
     #: Asset URI of each source the group reads -> its dbt selector (for only_changed_sources).
     source_selectors_by_uri: Mapping[str, str] = field(default_factory=dict)
     callback: Callable[..., Any] | None = None
+    #: Object-storage URL the run folders are copied to (``artifacts_url=``), if any.
+    artifacts_url: str | None = None
 
     @property
     def project_key(self) -> str:
@@ -89,3 +91,7 @@ class GroupRuntime:
 
     def run_path(self, dag_id: str, run_id: str) -> Path:
         return run_dir(self.artifacts_root, dag_id, run_id, self.group_id)
+
+    def share(self, run_path: Path, folder: Path | None = None) -> str:
+        """Copy a run's artifacts (or one sub-folder) to ``artifacts_url``; where others read them."""
+        return share(run_path, folder or run_path, self.artifacts_url)

@@ -32,7 +32,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("workspace")
     ignore = shutil.ignore_patterns("target", "logs", "*.duckdb*", "__pycache__")
     shutil.copytree(EXAMPLES, root, dirs_exist_ok=True, ignore=ignore)
-    for dag_file in (HERE / "dags").glob("*.py"):
+    # The CeleryExecutor test's DAG runs here too, on the LocalExecutor, for comparison.
+    for dag_file in [*(HERE / "dags").glob("*.py"), *(HERE / "celery_dags").glob("*.py")]:
         shutil.copy(dag_file, root / "dags" / dag_file.name)
     shutil.copytree(HERE / "projects", root / "projects", ignore=ignore)
     # The same project as a fresh checkout would have it: packages not installed yet.
@@ -122,6 +123,7 @@ def stack(
             "DBT_WATCHER_TEST_DBT_EXECUTABLE": str(dbt_venv),
             "DBT_WATCHER_TEST_MARKERS": str(markers),
             "AIRFLOW_CONN_SHOP_WAREHOUSE": json.dumps(connection),
+            "DBTW_SHARED_ARTIFACTS": (workspace / "shared-artifacts").as_uri(),
             "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport),
             "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
             "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "180",

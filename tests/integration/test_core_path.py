@@ -14,7 +14,7 @@ from .conftest import asset_events, wait_for_asset_run, xcom
 
 pytestmark = pytest.mark.integration
 
-MODELS_SEEDS_SNAPSHOTS = 17
+MODELS_SEEDS_SNAPSHOTS = 18
 
 
 def _check_run(stack: AirflowStack, dag_id: str, group: str, uri_prefix: str, report_dag: str) -> dict[str, float]:
@@ -34,7 +34,7 @@ def _check_run(stack: AirflowStack, dag_id: str, group: str, uri_prefix: str, re
     assert sorted(p.name for p in artifacts.glob("attempt-*")) == ["attempt-1"]
     results = json.loads((artifacts / "run_results.json").read_text())["results"]
     ids = [r["unique_id"] for r in results]
-    assert len(ids) == len(set(ids)) == 30  # 17 nodes + 13 tests, each exactly once
+    assert len(ids) == len(set(ids)) == 32  # 18 nodes, 13 tests, 1 on-run-start hook: each exactly once
     assert (artifacts / "manifest.json").is_file()
     dbt_log = (artifacts / "attempt-1" / "logs" / "dbt.log").read_text()
     assert dbt_log.count("Running with dbt=") == 1

@@ -35,7 +35,7 @@ def test_group_renders_producer_and_one_consumer_per_built_node() -> None:
     assert "jaffle_shop.dbt_producer" in ids
     for name in ("raw_orders", "stg_orders", "orders", "customers_snapshot", "customer_lifetime_value"):
         assert f"jaffle_shop.{name}" in ids
-    assert len(group.consumers) == 17  # 4 seeds, 12 models, 1 snapshot
+    assert len(group.consumers) == 18  # 4 seeds, 13 models, 1 snapshot
     assert not any(t.endswith("not_null_orders_order_id") for t in ids)  # tests run inside the build
     orders = d.task_dict["jaffle_shop.orders"]
     assert orders.upstream_task_ids == {"jaffle_shop.stg_orders", "jaffle_shop.int_order_payments"}
@@ -93,7 +93,7 @@ def test_override_changes_one_use_only() -> None:
     with DAG("override", schedule=None, start_date=START) as d:
         full = jaffle_shop()
         marts = jaffle_shop.override(group_id="marts_only", select="tag:marts")()
-    assert len(full.consumers) == 17 and len(marts.consumers) == 5
+    assert len(full.consumers) == 18 and len(marts.consumers) == 5
     assert "marts_only.orders" in d.task_dict
     assert jaffle_shop.config.select is None
 
@@ -106,7 +106,7 @@ def test_assets_are_emitted_per_model_and_reachable_at_parse_time() -> None:
     assert jaffle_shop.asset("orders") == asset
     assert d.task_dict["jaffle_shop.orders"].outlets == [asset]
     producer = d.task_dict["jaffle_shop.dbt_producer"]
-    assert isinstance(producer, DbtProducerOperator) and sum(n.producer_emits for n in producer.nodes) == 17
+    assert isinstance(producer, DbtProducerOperator) and sum(n.producer_emits for n in producer.nodes) == 18
     orders_plan = next(n for n in producer.nodes if n.consumer_task_id == "jaffle_shop.orders")
     assert orders_plan.lineage.output == "duckdb://jaffle_shop/main/orders"
     assert orders_plan.lineage.inputs == (
@@ -161,7 +161,7 @@ def test_after_all_runs_the_tests_once_after_every_consumer() -> None:
     with DAG("after_all", schedule=None, start_date=START) as d:
         jaffle_shop.override(test_behavior="after_all")()
     tests = d.task_dict["jaffle_shop.dbt_tests"]
-    assert len(tests.upstream_task_ids) == 17
+    assert len(tests.upstream_task_ids) == 18
     assert d.task_dict["jaffle_shop.orders"].start_trigger_args.trigger_kwargs["tests"] == []
 
 

@@ -49,7 +49,7 @@ def test_both_runners_give_the_same_event_stream(tmp_path: Path) -> None:
         streams[name] = sorted(_comparable(r) for r in results)
         assert all("status" in r.asset_extra() for r in results)
     assert streams["in_process"] == streams["subprocess"]
-    assert len(streams["in_process"]) == 30
+    assert len(streams["in_process"]) == 31
 
 
 def test_both_runners_list_the_same_nodes_and_report_a_broken_profile(tmp_path: Path) -> None:

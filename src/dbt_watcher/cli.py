@@ -1,0 +1,128 @@
+"""``dbt-watcher render``: preview the tasks and edges a group would create, before deploying it.
+
+The preview renders the group for real, inside a throwaway DAG, with the same code the
+dag-processor runs, so what it prints is what Airflow will show: no second implementation of the
+plan to drift away from the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dbt_watcher.errors import DbtWatcherError
+
+_LEVEL_NAMES = {logging.INFO: "note", logging.WARNING: "warning"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command != "render":
+        parser.print_help()
+        return 2
+    try:
+        print(render_preview(args))
+    except DbtWatcherError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dbt-watcher", description="Tools for dbt-watcher groups.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    render = commands.add_parser(
+        "render",
+        help="print the tasks and edges @dbt_watcher_group would create for a dbt project",
+        description="Render a dbt project the way @dbt_watcher_group does and print its tasks, edges "
+        "(as text and as a Mermaid flowchart) and the warnings to read before deploying.",
+    )
+    render.add_argument("project_dir", type=Path, help="folder holding dbt_project.yml")
+    render.add_argument("--profiles-dir", type=Path, help="folder holding profiles.yml")
+    render.add_argument("--profile", help="dbt profile name")
+    render.add_argument("--target", help="dbt target name")
+    render.add_argument("--select", nargs="+", help="dbt --select")
+    render.add_argument("--exclude", nargs="+", help="dbt --exclude")
+    render.add_argument("--selector", help="a YAML selector of the project")
+    render.add_argument("--threads", type=int, help="threads of the producer's dbt build")
+    render.add_argument(
+        "--test-behavior", default="build", choices=("build", "none", "after_all", "after_each"), help="test_behavior="
+    )
+    render.add_argument("--group-id", default="dbt", help="TaskGroup id used in the preview (default: dbt)")
+    render.add_argument("--non-deferrable", action="store_true", help="preview deferrable=False")
+    render.add_argument(
+        "--format", default="both", choices=("text", "mermaid", "both"), help="what to print (default: both)"
+    )
+    return parser
+
+
+def render_preview(args: argparse.Namespace) -> str:
+    from airflow.sdk import DAG
+
+    from dbt_watcher.decorator import dbt_watcher_group
+    from dbt_watcher.render import plan_notes
+
+    # Airflow's logging setup sends INFO lines to stdout; the preview's notes are printed below instead.
+    logging.getLogger("dbt_watcher").setLevel(logging.ERROR)
+
+    params: dict[str, Any] = {
+        "project_dir": args.project_dir.resolve(),
+        "profiles_dir": args.profiles_dir.resolve() if args.profiles_dir else None,
+        "profile": args.profile,
+        "target": args.target,
+        "select": args.select,
+        "exclude": args.exclude,
+        "selector": args.selector,
+        "threads": args.threads,
+        "test_behavior": args.test_behavior,
+        "deferrable": not args.non_deferrable,
+        "group_id": args.group_id,
+    }
+
+    def preview() -> None:
+        """Stands in for the decorated function of a DAG file."""
+
+    factory = dbt_watcher_group(**{k: v for k, v in params.items() if v is not None})(preview)
+    with DAG("dbt_watcher_render_preview", schedule=None) as dag:
+        group = factory()
+    assert group.graph is not None and group.plan is not None
+    tasks = sorted(dag.tasks, key=lambda t: (t.task_id != group.full_id("dbt_producer"), t.task_id))
+    edges = sorted((t.task_id, down) for t in tasks for down in t.downstream_task_ids)
+    notes = plan_notes(group.graph, group.plan, factory.config)
+    parts: list[str] = []
+    if args.format in ("text", "both"):
+        parts.append(_as_text(group.graph.project_name, tasks, edges, notes))
+    if args.format in ("mermaid", "both"):
+        parts.append(_as_mermaid(tasks, edges))
+    return "\n\n".join(parts)
+
+
+def _as_text(project: str, tasks: list[Any], edges: list[tuple[str, str]], notes: list[tuple[int, str]]) -> str:
+    width = max(len(t.task_id) for t in tasks)
+    lines = [f"dbt project {project}: {len(tasks)} tasks, {len(edges)} edges", ""]
+    for task in tasks:
+        node = getattr(getattr(task, "spec", None), "node", None)
+        what = type(task).__name__ + (f"({node.unique_id})" if node is not None else "")
+        upstream = ", ".join(sorted(task.upstream_task_ids)) or "-"
+        lines.append(f"  {task.task_id:<{width}}  {what}  <- {upstream}")
+    if notes:
+        lines.append("")
+        lines.extend(f"{_LEVEL_NAMES.get(level, 'note')}: {message}" for level, message in notes)
+    return "\n".join(lines)
+
+
+def _as_mermaid(tasks: list[Any], edges: list[tuple[str, str]]) -> str:
+    ids = {t.task_id: f"t{i}" for i, t in enumerate(tasks)}
+    lines = ["flowchart LR"]
+    lines.extend(f'  {ids[t.task_id]}["{t.task_id}"]' for t in tasks)
+    lines.extend(f"  {ids[up]} --> {ids[down]}" for up, down in edges)
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

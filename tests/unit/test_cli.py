@@ -1,0 +1,35 @@
+"""``dbt-watcher render``: the preview is the group the decorator renders, as text and Mermaid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dbt_watcher.cli import main
+
+from ..conftest import JAFFLE_SHOP
+
+
+def test_render_prints_tasks_edges_mermaid_and_notes(cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", str(JAFFLE_SHOP), "--select", "+orders", "--test-behavior", "after_each"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("dbt project jaffle_shop: 10 tasks, 8 edges")
+    orders = "dbt.orders              DbtConsumerOperator(model.jaffle_shop.orders)"
+    assert f"{orders}  <- dbt.int_order_payments, dbt.stg_orders" in out
+    assert "dbt.orders_tests" in out and "customers" not in out
+    assert "note: threads= is not set: the build uses the target's threads (4)" in out
+    mermaid = out[out.index("flowchart LR") :].splitlines()
+    assert len([line for line in mermaid if "-->" in line]) == 8
+
+
+def test_render_mermaid_only_and_no_threads_note_when_set(cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", str(JAFFLE_SHOP), "--threads", "4", "--non-deferrable", "--format", "mermaid"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("flowchart LR") and "threads=" not in out
+
+
+def test_render_names_the_problem_and_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", str(tmp_path / "missing")]) == 1
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "How to fix" in err
