@@ -167,3 +167,15 @@ def test_install_deps_installs_packages_before_parsing(stack: AirflowStack) -> N
     out = run(stack, "names_install_deps")
     assert out.state == "success"
     assert "names_fresh_checkout.names_lib__orders" in out.states
+
+
+def test_defer_and_state_pass_through_to_dbt(stack: AirflowStack) -> None:
+    earlier = run(stack, "shop_duckdb")
+    state = xcom(stack, "shop_duckdb", earlier.run_id, "shop.dbt_producer")
+    assert (Path(state) / "manifest.json").is_file()
+    out = run(stack, "breadth_defer", {"state": state})
+    assert out.state == "success"
+    assert out.group("deferred.") == {"dbt_producer": "success", "orders_enriched": "success"}
+    log = stack.task_log("breadth_defer", out.run_id, "deferred.dbt_producer")
+    build = next(line for line in log.splitlines() if "Running dbt build" in line)
+    assert "--defer" in build and f"--state {state}" in build

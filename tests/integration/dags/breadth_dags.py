@@ -102,3 +102,17 @@ if os.environ.get("DBT_WATCHER_TEST_DBT_EXECUTABLE"):
     scenario("breadth_venv", dbt_executable=os.environ["DBT_WATCHER_TEST_DBT_EXECUTABLE"])
 
 scenario("breadth_connection", connection_id="shop_warehouse", threads=2)
+
+
+@dbt_watcher_group(project_dir="../projects/shop", threads=4, select="orders_enriched", poke_interval=0.5)
+def deferred(dag_run):
+    # Slim CI's habit: build only what changed, reading unselected parents from a previous run's state.
+    return {"dbt_args": ["--defer", "--state", dag_run.conf["state"]]}
+
+
+@dag(dag_id="breadth_defer", schedule=None, start_date=START, catchup=False, max_active_runs=1)
+def breadth_defer():
+    deferred()
+
+
+breadth_defer()
