@@ -12,6 +12,7 @@ by `setup_sql()`, not part of the build.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import shutil
@@ -56,8 +57,22 @@ def replicate(shape: dict[str, Any], scale: int) -> list[dict[str, Any]]:
     return models
 
 
+# PostgreSQL cuts identifiers at 63 characters, and dbt's `<name>__dbt_backup` relations of two long
+# model names can then collide mid-build ("Cache inconsistency detected"). Node names stay those of
+# the original project; only the relation gets a short, unique alias.
+_MAX_RELATION = 48
+
+
+def relation_alias(name: str) -> str | None:
+    if len(name) <= _MAX_RELATION:
+        return None
+    return f"{name[: _MAX_RELATION - 9]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
 def model_sql(model: dict[str, Any]) -> str:
-    lines = [f"{{{{ config(materialized='{model['materialized']}') }}}}", "select 1 as id"]
+    alias = relation_alias(model["name"])
+    config = f"materialized='{model['materialized']}'" + (f", alias='{alias}'" if alias else "")
+    lines = [f"{{{{ config({config}) }}}}", "select 1 as id"]
     for i, ref in enumerate(model["refs"]):
         lines.append(f"    , (select count(*) from {{{{ ref('{ref}') }}}}) as n{i}")
     if model.get("source"):
@@ -73,7 +88,7 @@ def resource_names(shape: dict[str, Any]) -> list[str]:
 
 def log_insert(kind: str) -> str:
     """A hook statement that records, on the warehouse's clock, that dbt started or finished a node."""
-    values = f"'{{{{ invocation_id }}}}', '{{{{ this.identifier }}}}', '{kind}', clock_timestamp()"
+    values = f"'{{{{ invocation_id }}}}', '{{{{ model.name }}}}', '{kind}', clock_timestamp()"
     return f"insert into {LOG_TABLE} values ({values})"
 
 

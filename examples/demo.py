@@ -75,7 +75,9 @@ def report(stack: AirflowStack, run_id: str, state: str, workspace: Path) -> Non
     )
     artifacts = Path(str(entry["value"]).strip('"'))
     results = json.loads((artifacts / "run_results.json").read_text())
-    by_name = {r["unique_id"].split(".")[2]: r for r in results["results"] if not r["unique_id"].startswith("test.")}
+    # One row per model, seed and snapshot: tests gate their model's task, hooks have no task.
+    watched = [r for r in results["results"] if r["unique_id"].split(".")[0] in ("model", "seed", "snapshot")]
+    by_name = {r["unique_id"].split(".")[2]: r for r in watched}
     rows, delays = [], []
     for name, result in sorted(
         by_name.items(), key=lambda kv: kv[1]["timing"][-1]["completed_at"] if kv[1]["timing"] else ""

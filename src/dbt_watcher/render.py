@@ -123,8 +123,11 @@ def _consumer(
     # A deferred consumer waits for free in the triggerer, so it need not wait for its upstream
     # consumers to finish before it starts: it starts with the run and ends the moment dbt built
     # its node. The lineage edges stay (the graph shows them; retries are gated on them).
-    if cfg.deferrable and spec.upstream:
-        args.setdefault("trigger_rule", "always")
+    # A non-deferrable consumer waits in a worker slot, so it starts only when its upstream consumers
+    # are done; "none_failed" still lets it watch its node when a parent was left out of this run
+    # (skipped) while dbt built the node itself (a run-time select of just that node, say).
+    if spec.upstream:
+        args.setdefault("trigger_rule", "always" if cfg.deferrable else "none_failed")
     if cfg.consumer_retry_queue is not None:
         # A deferrable consumer needs a worker only to rebuild its node: that is all this queue gets.
         args["queue"] = cfg.consumer_retry_queue

@@ -43,38 +43,40 @@ def celery_stack(workspace: Path, pg_database: str, tmp_path_factory: pytest.Tem
     dags = workspace / "celery_dags"
     shutil.copytree(HERE / "celery_dags", dags, dirs_exist_ok=True)
     shared = tmp_path_factory.mktemp("shared-artifacts")
-    airflow = AirflowStack.start(
-        dags,
-        name="dbtw_celery",
-        extra_env={
-            "AIRFLOW__CORE__EXECUTOR": "airflow.providers.celery.executors.celery_executor.CeleryExecutor",
-            "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:6379/{broker_db}",
-            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + services.sqlalchemy_url(results_db),
-            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "devstack.hostname.worker_name",
-            "PYTHONPATH": str(REPO),
-            "SHOP_PG_DBNAME": pg_database,
-            "DBTW_SHARED_ARTIFACTS": shared.as_uri(),
-        },
-    )
     try:
-        for name, queue in WORKERS.items():
-            airflow.start_component(
-                "celery worker",
-                "--queues",
-                queue,
-                "--concurrency",
-                "2",
-                "--skip-serve-logs",
-                "--celery-hostname",
-                f"{name}@%h",
-                name=name,
-                env={"DBTW_WORKER_NAME": name},
-            )
-        for name in WORKERS:
-            airflow.wait_for_log(name, " ready.", timeout=120)
-        yield airflow
+        airflow = AirflowStack.start(
+            dags,
+            name="dbtw_celery",
+            extra_env={
+                "AIRFLOW__CORE__EXECUTOR": "airflow.providers.celery.executors.celery_executor.CeleryExecutor",
+                "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:6379/{broker_db}",
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + services.sqlalchemy_url(results_db),
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "devstack.hostname.worker_name",
+                "PYTHONPATH": str(REPO),
+                "SHOP_PG_DBNAME": pg_database,
+                "DBTW_SHARED_ARTIFACTS": shared.as_uri(),
+            },
+        )
+        try:
+            for name, queue in WORKERS.items():
+                airflow.start_component(
+                    "celery worker",
+                    "--queues",
+                    queue,
+                    "--concurrency",
+                    "2",
+                    "--skip-serve-logs",
+                    "--celery-hostname",
+                    f"{name}@%h",
+                    name=name,
+                    env={"DBTW_WORKER_NAME": name},
+                )
+            for name in WORKERS:
+                airflow.wait_for_log(name, " ready.", timeout=120)
+            yield airflow
+        finally:
+            airflow.stop()
     finally:
-        airflow.stop()
         services.drop_database(results_db)
 
 

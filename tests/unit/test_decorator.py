@@ -119,7 +119,7 @@ def test_emit_assets_false_and_non_deferrable() -> None:
     with DAG("plain", schedule=None, start_date=START) as d:
         jaffle_shop.override(emit_assets=False, deferrable=False)()
     orders = d.task_dict["jaffle_shop.orders"]
-    assert orders.outlets == [] and not orders.start_from_trigger and orders.trigger_rule == "all_success"
+    assert orders.outlets == [] and not orders.start_from_trigger and orders.trigger_rule == "none_failed"
     producer = d.task_dict["jaffle_shop.dbt_producer"]
     assert producer.alias is None and not any(n.producer_emits for n in producer.nodes)
 
