@@ -7,7 +7,7 @@ engine; everything downstream (plan, producer, consumers) reads only this.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,20 +169,30 @@ class ProjectGraph:
     #: For each extra selection string resolved at parse time (per-node overrides), what dbt matched.
     matches: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
-    def upstream_sources(self, unique_ids: Iterable[str]) -> list[DbtSource]:
-        """The sources these nodes read, directly or through other nodes of the project."""
-        found: dict[str, DbtSource] = {}
-        stack, seen = list(unique_ids), set()
+    def walk_up(self, start: Iterable[str], *, through: Callable[[DbtNode], bool]) -> list[str]:
+        """The unique ids reached upwards from ``start``, going on past the nodes ``through`` accepts.
+
+        Each id is returned once; the ids the walk went through are not returned. Sources and ids
+        outside the project end the walk where they are found.
+        """
+        reached: list[str] = []
+        stack, seen = list(start), set()
         while stack:
             uid = stack.pop()
             if uid in seen:
                 continue
             seen.add(uid)
-            if uid in self.sources:
-                found[uid] = self.sources[uid]
-            elif uid in self.nodes:
-                stack.extend(self.nodes[uid].depends_on)
-        return sorted(found.values(), key=lambda s: s.unique_id)
+            node = self.nodes.get(uid)
+            if node is not None and through(node):
+                stack.extend(node.depends_on)
+            else:
+                reached.append(uid)
+        return reached
+
+    def upstream_sources(self, unique_ids: Iterable[str]) -> list[DbtSource]:
+        """The sources these nodes read, directly or through other nodes of the project."""
+        reached = self.walk_up(unique_ids, through=lambda node: True)
+        return sorted((self.sources[uid] for uid in reached if uid in self.sources), key=lambda s: s.unique_id)
 
     def selected_nodes(self, resource_types: Iterable[str] | None = None) -> list[DbtNode]:
         """Selected nodes in a stable order, optionally limited to some resource types."""

@@ -121,21 +121,10 @@ def _clean(name: str) -> str:
 
 def _watched_parents(graph: ProjectGraph, node: DbtNode, watched: set[str]) -> set[str]:
     """The watched ancestors reached through ephemeral models only."""
-    parents: set[str] = set()
-    stack = list(node.depends_on)
-    seen: set[str] = set()
-    while stack:
-        uid = stack.pop()
-        if uid in seen:
-            continue
-        seen.add(uid)
-        if uid in watched:
-            parents.add(uid)
-            continue
-        parent = graph.nodes.get(uid)
-        if parent is not None and parent.materialized == "ephemeral":
-            stack.extend(parent.depends_on)
-    return parents
+    reached = graph.walk_up(
+        node.depends_on, through=lambda n: n.unique_id not in watched and n.materialized == "ephemeral"
+    )
+    return {uid for uid in reached if uid in watched}
 
 
 def _topological(upstream: Mapping[str, set[str]]) -> list[str]:

@@ -160,20 +160,11 @@ def _node_plan(consumer: DbtConsumerOperator, spec: ConsumerSpec, graph: Project
 def node_lineage(graph: ProjectGraph, node: DbtNode) -> NodeLineage:
     """The relations a node reads (through ephemeral models) and the one it writes, as asset URIs."""
     inputs: set[str] = set()
-    stack, seen = list(node.depends_on), set()
-    while stack:
-        uid = stack.pop()
-        if uid in seen:
-            continue
-        seen.add(uid)
+    for uid in graph.walk_up(node.depends_on, through=lambda n: n.materialized == "ephemeral" or n.relation is None):
         if uid in graph.sources:
             inputs.add(relation_uri(graph.target, graph.sources[uid].relation))
-        elif uid in graph.nodes:
-            parent = graph.nodes[uid]
-            if parent.materialized == "ephemeral" or parent.relation is None:
-                stack.extend(parent.depends_on)
-            else:
-                inputs.add(relation_uri(graph.target, parent.relation))
+        elif uid in graph.nodes and (relation := graph.nodes[uid].relation) is not None:
+            inputs.add(relation_uri(graph.target, relation))
     output = relation_uri(graph.target, node.relation) if node.relation is not None else None
     return NodeLineage(tuple(sorted(inputs)), output)
 
