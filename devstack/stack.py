@@ -163,8 +163,8 @@ class AirflowStack:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
 
-    def restart_component(self, component: str) -> None:
-        self.stop_component(component)
+    def restart_component(self, component: str, grace: float = 15.0) -> None:
+        self.stop_component(component, grace=grace)
         self.start_component(component)
 
     def wait_healthy(self, components: Iterable[str] = COMPONENTS, timeout: float = 120) -> None:
