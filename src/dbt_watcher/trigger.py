@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from collections.abc import AsyncIterator, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -38,6 +39,11 @@ log = logging.getLogger(__name__)
 CLASSPATH = "dbt_watcher.trigger.ConsumerTrigger"
 #: Airflow's own trigger timeout is set this much later than ours, so ours fires first and says why.
 TIMEOUT_GRACE_SECONDS = 60.0
+#: A waiting consumer says how it waits once at start and then once per this period. Its log
+#: lines go through the triggerer's log socket, which Airflow's triggerer does not drain while it
+#: sends a large message to its runner: a burst of lines from every consumer of a big group in one
+#: tick (say, when the producer starts) can fill it and stall the triggerer. So: no line per reason
+#: change, and each consumer's periodic line lands at its own point of the period.
 _PROGRESS_EVERY = 60.0
 #: Stream keys whose subscribers asked for the group's task states (retries deciding whether
 #: their upstream consumers are green). Poller and subscribers share the triggerer's event loop.
@@ -139,8 +145,7 @@ class ConsumerTrigger(BaseEventTrigger):
         self.finish_on_worker = finish_on_worker
         self.dag_id, self.run_id, self.try_number = dag_id, run_id, try_number
         self._deadline: float | None = None
-        self._last_reason = ""
-        self._last_progress = 0.0
+        self._next_progress: float | None = None
 
     def _bind(self) -> None:
         # Started from the triggerer, the kwargs are the same for every run: the run comes from
@@ -202,7 +207,6 @@ class ConsumerTrigger(BaseEventTrigger):
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
         self._bind()
-        self._log_start()
         async for snapshot in shared_stream:
             event = self._react(snapshot)
             if event is not None:
@@ -214,15 +218,6 @@ class ConsumerTrigger(BaseEventTrigger):
         async for event in self.filter_shared_stream(self.open_shared_stream(self.serialize()[1])):
             yield event
             return
-
-    def _log_start(self) -> None:
-        self.log.info(
-            "Waiting for dbt node %s (and %d attached tests) in run %s, try %d",
-            self.node,
-            len(self.tests),
-            self.run_id,
-            self.try_number,
-        )
 
     def _deadline_at(self, now: float) -> float:
         if self._deadline is None:
@@ -245,20 +240,16 @@ class ConsumerTrigger(BaseEventTrigger):
             stale_after=stale_after(self.poke_interval),
             task_states=snapshot.task_states,
         )
-        if decision.action is not Action.WAIT:
-            ticks, reads, state_reads = snapshot.cost
-            self.log.info(
-                "Shared poll of %s for this run so far: %d ticks, %d status reads, %d task-state reads",
-                self.group_id,
-                ticks,
-                reads,
-                state_reads,
-            )
         if decision.action is Action.WAIT:
             if decision.needs_task_states:
                 _TASK_STATE_DEMAND[self.shared_stream_key()] = snapshot.at + 3 * self.poke_interval + 1
             return self._waiting(decision, snapshot)
-        return self._conclude(decision)
+        ticks, reads, state_reads = snapshot.cost
+        cost = (
+            f"Shared poll of {self.group_id} for this run so far: {ticks} ticks, {reads} status reads, "
+            f"{state_reads} task-state reads"
+        )
+        return self._conclude(decision, cost)
 
     def _waiting(self, decision: Decision, snapshot: Snapshot) -> TriggerEvent | None:
         if snapshot.at >= self._deadline_at(snapshot.at):
@@ -268,34 +259,45 @@ class ConsumerTrigger(BaseEventTrigger):
                 decision.reason,
             )
             return TaskFailedEvent()
-        if decision.reason != self._last_reason or snapshot.at - self._last_progress >= _PROGRESS_EVERY:
+        reason = decision.reason if not snapshot.error else f"{decision.reason} (read failed: {snapshot.error})"
+        if self._next_progress is None:
             self.log.info(
-                "%s",
-                decision.reason if not snapshot.error else f"{decision.reason} (read failed: {snapshot.error})",
+                "Waiting for dbt node %s (and %d attached tests) in run %s, try %d: %s",
+                self.node,
+                len(self.tests),
+                self.run_id,
+                self.try_number,
+                reason,
             )
-            self._last_reason, self._last_progress = decision.reason, snapshot.at
+            phase = zlib.crc32(self.node.encode()) % int(_PROGRESS_EVERY)
+            self._next_progress = snapshot.at + _PROGRESS_EVERY + phase
+        elif snapshot.at >= self._next_progress:
+            self.log.info("Still waiting: %s", reason)
+            self._next_progress = snapshot.at + _PROGRESS_EVERY
         return None
 
-    def _conclude(self, decision: Decision) -> TriggerEvent:
+    def _conclude(self, decision: Decision, cost: str) -> TriggerEvent:
+        # One line per conclusion: a failed producer ends every waiting consumer in the same tick.
         result = decision.result
         if decision.action is Action.SUCCEED and result is not None:
             for warning in decision.warnings:
                 self.log.warning("%s", warning)
             self.log.info(
-                "dbt node %s: %s in %ss (rows affected: %s)",
+                "dbt node %s: %s in %ss (rows affected: %s). %s",
                 self.node,
                 result.status,
                 result.execution_time,
                 result.rows_affected,
+                cost,
             )
             if self.finish_on_worker:
                 return TriggerEvent({"action": "succeed", "result": encode_result(result)})
             return TaskSuccessEvent(xcoms={"dbt_result": result.to_dict()})
         if decision.action is Action.RUN_LOCALLY:
-            self.log.info("Try %d: %s. Building the node on a worker.", self.try_number, decision.reason)
+            self.log.info("Try %d: %s. Building the node on a worker. %s", self.try_number, decision.reason, cost)
             return TriggerEvent({"action": "run_locally", "reason": decision.reason})
         if decision.action is Action.SKIP:
-            self.log.info("Skipped: %s", decision.reason)
+            self.log.info("Skipped: %s. %s", decision.reason, cost)
             return TaskSkippedEvent()
-        self.log.error("dbt node %s did not succeed: %s", self.node, decision.reason)
+        self.log.error("dbt node %s did not succeed: %s. %s", self.node, decision.reason, cost)
         return TaskFailedEvent()
