@@ -91,6 +91,18 @@ def test_timeout_fails_with_a_message_and_leaves_the_producer_alone(capsys: pyte
     assert "Timed out after 10 s" in out and "producer keeps running" in out
 
 
+def test_a_waiting_consumer_logs_once_at_start_then_once_per_period(capsys: pytest.CaptureFixture[str]) -> None:
+    # Every consumer of a group sees the same reason change in the same tick; a line each would be a
+    # burst through the triggerer's log socket. Changes show in the periodic line instead.
+    queued = Snapshot(None, None, 1000.0)
+    running = [snap(at=1000.5 + i) for i in range(3)]
+    late = [snap(at=1000.0 + trigger._PROGRESS_EVERY * 2 + i) for i in range(2)]
+    assert asyncio.run(collect(make(timeout=600.0), [queued, *running, *late])) == []
+    out = capsys.readouterr().out
+    assert out.count("Waiting for dbt node model.shop.orders") == 1
+    assert out.count("Still waiting") == 1
+
+
 def test_serialize_round_trips_and_the_run_comes_from_the_task_instance() -> None:
     t = make()
     assert t.shared_stream_key() == ("dbt-watcher", "status", "r1")
