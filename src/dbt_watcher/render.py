@@ -252,10 +252,23 @@ def plan_notes(graph: ProjectGraph, plan: GroupPlan, cfg: WatcherConfig) -> list
                 "build; deferrable=True waits in the triggerer instead",
             )
         )
+    if cfg.deferrable and len(plan.consumers) > _TRIGGERER_START_HINT:
+        notes.append(
+            (
+                logging.WARNING,
+                f"{len(plan.consumers)} consumers start in the triggerer, and Airflow ships and deserializes the "
+                "whole serialized DAG for each of them: that start-up grows with consumers x DAG size (about "
+                "0.36 s of triggerer CPU per consumer at 2,000 models). Consider splitting the project over "
+                "several DAGs with select=; see docs/performance.md, 'Very large groups'",
+            )
+        )
     return notes
 
 
 _WORKER_SLOTS_HINT = 32  # Airflow's default parallelism: more non-deferrable consumers than this queue up
+# Past this many start-from-trigger consumers, the triggerer's per-run start-up work (measured in
+# docs/performance.md) reaches tens of seconds of CPU on one core.
+_TRIGGERER_START_HINT = 500
 
 
 def plan_summary(plan: GroupPlan) -> str:

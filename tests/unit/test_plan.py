@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from dbt_watcher.errors import ConfigurationError
@@ -110,3 +112,18 @@ def test_very_long_names_are_shortened_with_a_stable_hash() -> None:
 def test_selector_string_matches_the_node_alone() -> None:
     node = _named("orders", version="2")
     assert node.selector == "fqn:shop.orders,resource_type:model"
+
+
+def test_plan_notes_warn_about_groups_too_large_for_their_waiting_mode() -> None:
+    from dbt_watcher.config import WatcherConfig
+    from dbt_watcher.render import plan_notes
+
+    def warnings(n: int, deferrable: bool) -> list[str]:
+        g = graph(*(model(f"m{i}") for i in range(n)))
+        cfg = WatcherConfig(project_dir=".", threads=4, deferrable=deferrable)
+        return [message for level, message in plan_notes(g, build_plan(g), cfg) if level >= logging.WARNING]
+
+    assert warnings(40, deferrable=True) == []
+    assert "one worker slot per consumer (40 of them)" in warnings(40, deferrable=False)[0]
+    (large,) = warnings(501, deferrable=True)
+    assert "501 consumers start in the triggerer" in large and "several DAGs" in large
