@@ -42,7 +42,12 @@ def render(factory: WatcherGroupFactory, dag: Any, hook_kwargs: dict[str, Any]) 
         overrides = validate_mapping(cfg.node_operator_args)
         nodes: list[NodePlan] = []
         for rank, spec in enumerate(plan.consumers):
-            args = _ranked({**operator_args, **node_args(spec.node, graph, overrides)}, cfg, len(plan.consumers) - rank)
+            args = {**operator_args, **node_args(spec.node, graph, overrides)}
+            if cfg.deferrable and "priority_weight" not in args and "weight_rule" not in args:
+                # The triggerer starts waiting triggers highest priority first, a batch per loop, and
+                # each start costs it a deserialization of the whole DAG: ranked in the order dbt
+                # builds their nodes (the plan's order), consumers are armed before their nodes end.
+                args.update(weight_rule="absolute", priority_weight=len(plan.consumers) - rank)
             consumer = _consumer(group, runtime, spec, graph=graph, cfg=cfg, args=args)
             group.consumers[spec.node.unique_id] = consumer
             nodes.append(_node_plan(consumer, spec, graph, cfg))
@@ -145,16 +150,6 @@ def _consumer(
     )
 
 
-def _ranked(args: dict[str, Any], cfg: WatcherConfig, weight: int) -> dict[str, Any]:
-    """A deferrable consumer's arguments with its start rank, unless the user ranked it."""
-    # The triggerer starts waiting triggers highest priority first, a batch per loop, and each start
-    # costs it a deserialization of the whole DAG: ranked in the order dbt builds their nodes (the
-    # plan's order), consumers are armed before their nodes end.
-    if cfg.deferrable and "priority_weight" not in args and "weight_rule" not in args:
-        return {**args, "weight_rule": "absolute", "priority_weight": weight}
-    return args
-
-
 def _node_plan(consumer: DbtConsumerOperator, spec: ConsumerSpec, graph: ProjectGraph, cfg: WatcherConfig) -> NodePlan:
     return NodePlan(
         watch=consumer.watch,
@@ -205,7 +200,7 @@ def _test_tasks(
                 producer_resumes=runtime.producer_resumes,
                 watches_tests_only=True,
                 doc_md=f"the {len(spec.tests)} dbt tests of `{spec.node.unique_id}`",
-                **_ranked(operator_args, cfg, model.priority_weight),
+                **operator_args,
             )
             model >> watcher
 

@@ -190,7 +190,6 @@ def test_after_each_adds_a_real_test_watcher_per_tested_model() -> None:
     assert isinstance(watcher, DbtConsumerOperator) and watcher.watches_tests_only
     assert watcher.upstream_task_ids == {"jaffle_shop.orders"} and len(watcher.watch.tests) == 3
     assert d.task_dict["jaffle_shop.orders"].watch.tests == ()
-    assert watcher.priority_weight == d.task_dict["jaffle_shop.orders"].priority_weight  # armed with its model
     assert "jaffle_shop.raw_orders_tests" not in d.task_dict  # seeds without tests get no watcher
     with pytest.raises(ConfigurationError, match="test_behavior"):
         jaffle_shop.override(test_behavior="sometimes")
