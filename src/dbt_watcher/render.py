@@ -41,13 +41,8 @@ def render(factory: WatcherGroupFactory, dag: Any, hook_kwargs: dict[str, Any]) 
         runtime = _runtime(factory, graph, plan, group_id=full_group_id, status_name=status.name, producer=producer_id)
         overrides = validate_mapping(cfg.node_operator_args)
         nodes: list[NodePlan] = []
-        for rank, spec in enumerate(plan.consumers):
+        for spec in plan.consumers:
             args = {**operator_args, **node_args(spec.node, graph, overrides)}
-            if cfg.deferrable and "priority_weight" not in args and "weight_rule" not in args:
-                # The triggerer starts waiting triggers highest priority first, a batch per loop, and
-                # each start costs it a deserialization of the whole DAG: ranked in the order dbt
-                # builds their nodes (the plan's order), consumers are armed before their nodes end.
-                args.update(weight_rule="absolute", priority_weight=len(plan.consumers) - rank)
             consumer = _consumer(group, runtime, spec, graph=graph, cfg=cfg, args=args)
             group.consumers[spec.node.unique_id] = consumer
             nodes.append(_node_plan(consumer, spec, graph, cfg))

@@ -61,24 +61,6 @@ def test_deferrable_consumers_start_in_the_triggerer_and_wait_eagerly() -> None:
     assert any("unique_orders_order_id" in t for t in kwargs["tests"])
 
 
-def test_deferrable_consumers_are_ranked_in_dbt_build_order_for_the_triggerer() -> None:
-    with DAG("ranked", schedule=None, start_date=START) as d:
-        group = jaffle_shop.override(node_operator_args={"orders": {"priority_weight": 7}})()
-    weights = {uid: (c.weight_rule, c.priority_weight) for uid, c in group.consumers.items()}
-    # Parents first, like dbt's queue: every seed outranks every staging model, which outranks marts.
-    assert weights["seed.jaffle_shop.raw_orders"] > weights["model.jaffle_shop.stg_orders"]
-    assert weights["model.jaffle_shop.stg_orders"] > weights["model.jaffle_shop.int_order_payments"]
-    assert {rule for rule, _ in weights.values() if rule != "downstream"} == {"absolute"}
-    ranked = [w for uid, (_, w) in weights.items() if uid != "model.jaffle_shop.orders"]
-    assert len(set(ranked)) == 17 and set(ranked) <= set(range(1, 19))
-    orders = d.task_dict["jaffle_shop.orders"]
-    assert orders.priority_weight == 7 and orders.weight_rule == "downstream"  # the user's choice stands
-    with DAG("unranked", schedule=None, start_date=START) as plain:
-        jaffle_shop.override(deferrable=False)()
-    assert {t.weight_rule for t in plain.tasks if isinstance(t, DbtConsumerOperator)} == {"downstream"}
-    assert d.task_dict["jaffle_shop.dbt_producer"].priority_weight > max(ranked)  # it still goes first
-
-
 def test_the_dag_serializes_for_the_scheduler() -> None:
     with DAG("serialize", schedule=None, start_date=START) as d:
         jaffle_shop()
