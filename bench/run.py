@@ -338,7 +338,10 @@ class Session:
 
     def close(self) -> None:
         services.drop_database(self.db)
-        shutil.rmtree(self.work, ignore_errors=True)
+        if self.args.keep:
+            print(f"Kept the work folder (generated project, stack home with every task and trigger log): {self.work}")
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
 
 
 def main() -> int:
@@ -350,6 +353,7 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=1.0, help="seconds each model sleeps in the warehouse")
     parser.add_argument("--scale-import", type=int, default=11, help="replicas for the ~2,000-model import test")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder and its logs for inspection")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the stack and drop the database on kill
     session = Session(args)
