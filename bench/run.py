@@ -167,9 +167,10 @@ class Session:
             shutil.copy(HERE / "bench_dags.py", dags / f"bench_{contender}.py")
         (dags / "bench_warmup.py").write_text(WARMUP_DAG)
         pythonpath = os.pathsep.join(filter(None, [str(HERE / "instrument"), os.environ.get("PYTHONPATH")]))
-        return AirflowStack.start(
+        stack = AirflowStack.start(
             dags,
             name="dbtw_bench",
+            home=self.work / "airflow-home" if self.args.keep else None,
             extra_env={
                 "PYTHONPATH": pythonpath,
                 "BENCH_INSTRUMENT_DIR": str(self.instrument),
@@ -180,6 +181,8 @@ class Session:
                 "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "900",
             },
         )
+        stack.keep_home = self.args.keep
+        return stack
 
     def dag_id(self, contender: str, threads: int) -> str:
         return "bench_cosmos_local_t8" if contender == "cosmos_local" else f"bench_{contender}_t{threads}"
