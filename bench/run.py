@@ -170,7 +170,7 @@ class Session:
         stack = AirflowStack.start(
             dags,
             name="dbtw_bench",
-            home=self.work / "airflow-home" if self.args.keep else None,
+            home=self.work / "airflow-home",
             extra_env={
                 "PYTHONPATH": pythonpath,
                 "BENCH_INSTRUMENT_DIR": str(self.instrument),
@@ -181,7 +181,7 @@ class Session:
                 "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "900",
             },
         )
-        stack.keep_home = self.args.keep
+        stack.keep_home = True  # it lives in the work folder, which close() deletes unless --keep
         return stack
 
     def dag_id(self, contender: str, threads: int) -> str:
