@@ -89,6 +89,8 @@ class Cell:
     p5_worker_seconds: float = 0.0
     p5_worker_cpu: float = 0.0
     p6: float | None = None
+    #: CPU seconds of the triggerer (supervisor and runner) during the run: where deferrable waiting costs.
+    triggerer_cpu: float = 0.0
     nodes: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
@@ -98,8 +100,20 @@ class Cell:
     def line(self) -> str:
         return (
             f"[t={self.threads} rep={self.rep}] {self.contender}: {self.state} wall {self.wall}s P1 {self.p1} "
-            f"P2 {self.p2} P3 {self.p3} P5 {self.p5_worker_seconds}s P6 {self.p6}"
+            f"P2 {self.p2} P3 {self.p3} P5 {self.p5_worker_seconds}s P6 {self.p6} triggerer CPU {self.triggerer_cpu}s"
         )
+
+
+def setting_env(settings: list[str]) -> dict[str, str]:
+    """`section.key=value` -> AIRFLOW__SECTION__KEY: one stack, so every contender runs with the same settings."""
+    env: dict[str, str] = {}
+    for setting in settings:
+        name, sep, value = setting.partition("=")
+        section, dot, key = name.partition(".")
+        if not (sep and dot and section and key):
+            raise SystemExit(f"--airflow-setting {setting!r}: write section.key=value, e.g. triggerer.capacity=500")
+        env[f"AIRFLOW__{section.upper()}__{key.upper()}"] = value
+    return env
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -149,7 +163,9 @@ class Session:
         for statement in generate.setup_sql(self.shape).split(";"):
             if statement.strip():
                 services.query(self.db, statement)
-        self.workload = generate.write_project(self.project, self.shape, latency=self.args.latency)
+        self.workload = generate.write_project(
+            self.project, self.shape, scale=self.args.scale, latency=self.args.latency
+        )
         self.parse(self.project)
 
     def parse(self, project: Path) -> None:
@@ -179,6 +195,7 @@ class Session:
                 "BENCH_THREADS": ",".join(map(str, self.threads)),
                 "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600",
                 "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "900",
+                **setting_env(self.args.airflow_setting),
             },
         )
         stack.keep_home = True  # it lives in the work folder, which close() deletes unless --keep
@@ -228,9 +245,11 @@ class Session:
 
     def measure(self, stack: AirflowStack, contender: str, threads: int, rep: int, bare: float) -> Cell:
         dag_id = self.dag_id(contender, threads)
+        triggerer_cpu = stack.cpu_seconds("triggerer")
         run_id = stack.trigger(dag_id)
         state = stack.wait_for_run(dag_id, run_id, timeout=3600)
         time.sleep(2)  # let the instrumentation flush
+        triggerer_cpu = stack.cpu_seconds("triggerer") - triggerer_cpu
         start, end = (
             t.timestamp()
             for t in stack.sql(
@@ -269,11 +288,13 @@ class Session:
             p5_worker_seconds=round(sum(r["end"] - r["start"] for r in consumers), 1),
             p5_worker_cpu=round(sum(float(r["cpu"]) for r in consumers), 1),
             p6=round(sum(r["end"] - r["start"] for r in producer) / bare, 3) if producer else None,
+            triggerer_cpu=round(triggerer_cpu, 1),
             nodes={k: {kk: round(vv - start, 3) for kk, vv in v.items()} for k, v in nodes.items()},
         )
 
     def run_cells(self, stack: AirflowStack) -> tuple[list[Cell], list[dict[str, Any]], dict[str, str]]:
-        settings = {f"{s}.{k}": stack.run_cli("config", "get-value", s, k).strip() for s, k in SETTINGS_RECORDED}
+        recorded = [*SETTINGS_RECORDED, *(tuple(a.split("=", 1)[0].split(".", 1)) for a in self.args.airflow_setting)]
+        settings = {f"{s}.{k}": stack.run_cli("config", "get-value", s, k).strip() for s, k in dict.fromkeys(recorded)}
         dag_ids = {self.dag_id(c, t) for t in self.threads for c in self.contenders}
         stack.wait_for_dags([*sorted(dag_ids), "bench_warmup"], timeout=900)
         # Long-lived workers are warm in production: start every LocalExecutor worker once.
@@ -354,10 +375,19 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--contenders", default=None, help=f"comma list of {', '.join(ALL_CONTENDERS)}")
     parser.add_argument("--latency", type=float, default=1.0, help="seconds each model sleeps in the warehouse")
+    parser.add_argument("--scale", type=int, default=1, help="replicas of the shape in the measured project")
     parser.add_argument("--scale-import", type=int, default=11, help="replicas for the ~2,000-model import test")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--airflow-setting",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="an Airflow setting for the stack (all contenders alike; recorded in the results); repeatable",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder and its logs for inspection")
     args = parser.parse_args()
+    setting_env(args.airflow_setting)  # a malformed setting stops here, before any set-up
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the stack and drop the database on kill
     session = Session(args)
     started = time.time()

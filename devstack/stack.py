@@ -137,6 +137,20 @@ class AirflowStack:
             start_new_session=True,
         )
 
+    def cpu_seconds(self, name: str) -> float:
+        """CPU time a component has used so far, with every process it started: they all stay in the
+        session ``start_component`` opened for it (a task or trigger runner changes only its group)."""
+        proc = self.procs[name]
+        ticks = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # the process ended while we looked
+            if int(fields[3]) == proc.pid:  # fields[3] is the session id
+                ticks += sum(int(f) for f in fields[11:15])  # utime, stime and reaped children's
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def wait_for_log(self, name: str, needle: str, timeout: float = 120) -> None:
         """Wait until a component's own log shows ``needle`` (e.g. a Celery worker's "ready.")."""
         deadline = time.monotonic() + timeout
@@ -196,7 +210,7 @@ class AirflowStack:
 
     def log_lines(self, needle: str) -> list[str]:
         """Lines containing ``needle`` in every task and trigger log file of the stack."""
-        found = []
+        found: list[str] = []
         for path in sorted((self.home / "logs").rglob("*.log")):
             found.extend(line for line in path.read_text(errors="replace").splitlines() if needle in line)
         return found
