@@ -56,11 +56,13 @@ def markdown(result: dict[str, Any]) -> str:
         f"latency per model. Cells show min / median over {result['reps']} repetition(s).",
         "",
         "| contender | threads | DAG wall s | P1 wall ÷ bare | P2 p50 s | P2 p95 s | P2 max s | P3 API calls | "
-        "P5 worker s | P6 producer ÷ bare | triggerer CPU s | state |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "P5 worker s | P6 producer ÷ bare | triggerer CPU s | triggerer peak MB | state |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for threads in sorted(bares):
-        lines.append(f"| bare `dbt build` | {threads} | {_agg(bares[threads])} | 1 | - | - | - | - | - | - | - | - |")
+        lines.append(
+            f"| bare `dbt build` | {threads} | {_agg(bares[threads])} | 1 | - | - | - | - | - | - | - | - | - |"
+        )
         for contender in result["contenders"]:
             cells = groups.get((contender, threads)) or []
             if not cells:
@@ -72,6 +74,7 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{_agg([c['p2'].get('max') for c in cells if c['p2']])} | {_agg([c['p3'] for c in cells])} | "
                 f"{_agg([c['p5_worker_seconds'] for c in cells])} | {_agg([c['p6'] for c in cells if c['p6']])} | "
                 f"{_agg([c['triggerer_cpu'] for c in cells if 'triggerer_cpu' in c])} | "
+                f"{_agg([c['triggerer_peak_mb'] for c in cells if 'triggerer_peak_mb' in c])} | "
                 f"{'/'.join(sorted({c['state'] for c in cells}))} |"
             )
     lines += ["", "P4, DAG-file import time with a warm cache (seconds, best of 3):", ""]

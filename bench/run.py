@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -91,6 +92,8 @@ class Cell:
     p6: float | None = None
     #: CPU seconds of the triggerer (supervisor and runner) during the run: where deferrable waiting costs.
     triggerer_cpu: float = 0.0
+    #: The triggerer's largest resident memory (supervisor and runner, MB) during the run.
+    triggerer_peak_mb: float = 0.0
     nodes: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
@@ -100,8 +103,29 @@ class Cell:
     def line(self) -> str:
         return (
             f"[t={self.threads} rep={self.rep}] {self.contender}: {self.state} wall {self.wall}s P1 {self.p1} "
-            f"P2 {self.p2} P3 {self.p3} P5 {self.p5_worker_seconds}s P6 {self.p6} triggerer CPU {self.triggerer_cpu}s"
+            f"P2 {self.p2} P3 {self.p3} P5 {self.p5_worker_seconds}s P6 {self.p6} "
+            f"triggerer CPU {self.triggerer_cpu}s, peak {self.triggerer_peak_mb:.0f} MB"
         )
+
+
+class TriggererPeak(threading.Thread):
+    """Samples the triggerer's resident memory twice a second while a run is measured."""
+
+    def __init__(self, stack: AirflowStack) -> None:
+        super().__init__(daemon=True)
+        self.stack, self.mb, self.done = stack, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            self.mb = max(self.mb, self.stack.usage("triggerer")[1])
+
+    def __enter__(self) -> TriggererPeak:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.join()
 
 
 def setting_env(settings: list[str]) -> dict[str, str]:
@@ -245,11 +269,12 @@ class Session:
 
     def measure(self, stack: AirflowStack, contender: str, threads: int, rep: int, bare: float) -> Cell:
         dag_id = self.dag_id(contender, threads)
-        triggerer_cpu = stack.cpu_seconds("triggerer")
-        run_id = stack.trigger(dag_id)
-        state = stack.wait_for_run(dag_id, run_id, timeout=3600)
-        time.sleep(2)  # let the instrumentation flush
-        triggerer_cpu = stack.cpu_seconds("triggerer") - triggerer_cpu
+        cpu_before = stack.usage("triggerer")[0]
+        with TriggererPeak(stack) as peak:
+            run_id = stack.trigger(dag_id)
+            state = stack.wait_for_run(dag_id, run_id, timeout=3600)
+            time.sleep(2)  # let the instrumentation flush
+        triggerer_cpu = stack.usage("triggerer")[0] - cpu_before
         start, end = (
             t.timestamp()
             for t in stack.sql(
@@ -289,6 +314,7 @@ class Session:
             p5_worker_cpu=round(sum(float(r["cpu"]) for r in consumers), 1),
             p6=round(sum(r["end"] - r["start"] for r in producer) / bare, 3) if producer else None,
             triggerer_cpu=round(triggerer_cpu, 1),
+            triggerer_peak_mb=round(peak.mb),
             nodes={k: {kk: round(vv - start, 3) for kk, vv in v.items()} for k, v in nodes.items()},
         )
 

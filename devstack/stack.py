@@ -137,19 +137,21 @@ class AirflowStack:
             start_new_session=True,
         )
 
-    def cpu_seconds(self, name: str) -> float:
-        """CPU time a component has used so far, with every process it started: they all stay in the
-        session ``start_component`` opened for it (a task or trigger runner changes only its group)."""
+    def usage(self, name: str) -> tuple[float, float]:
+        """(CPU seconds so far, resident MB now) of a component with every process it started: they
+        all stay in the session ``start_component`` opened for it (a task or trigger runner changes
+        only its process group)."""
         proc = self.procs[name]
-        ticks = 0
+        ticks = pages = 0
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 fields = stat.read_text().rsplit(")", 1)[1].split()
             except (OSError, IndexError):
                 continue  # the process ended while we looked
-            if int(fields[3]) == proc.pid:  # fields[3] is the session id
+            if int(fields[3]) == proc.pid:  # the session id
                 ticks += sum(int(f) for f in fields[11:15])  # utime, stime and reaped children's
-        return ticks / os.sysconf("SC_CLK_TCK")
+                pages += int(fields[21])  # rss
+        return ticks / os.sysconf("SC_CLK_TCK"), pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
     def wait_for_log(self, name: str, needle: str, timeout: float = 120) -> None:
         """Wait until a component's own log shows ``needle`` (e.g. a Celery worker's "ready.")."""
