@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 import zlib
-from collections.abc import AsyncIterator, Hashable, Mapping
+from collections.abc import AsyncIterator, Hashable, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -61,6 +61,13 @@ class Snapshot:
     error: str | None = None
     #: The shared poll's cumulative cost for this run so far: (ticks, status reads, task-state reads).
     cost: tuple[int, int, int] = (0, 0, 0)
+
+
+def release_dag(ti: Any, context: MutableMapping[str, Any]) -> None:
+    """Drop the references a started-in-the-triggerer task instance keeps to its deserialized DAG."""
+    context.clear()  # it is also the task instance's cached template context: task, dag, ti, ...
+    if ti is not None and getattr(ti, "task", None) is not None:
+        ti.task = None  # the operator, whose .dag holds every other task
 
 
 class GroupPoller:
@@ -154,6 +161,19 @@ class ConsumerTrigger(BaseEventTrigger):
         if ti is not None:
             self.dag_id, self.run_id = ti.dag_id, ti.run_id
             self.try_number = int(ti.try_number)
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Render as Airflow does, then let go of the whole DAG the triggerer built for it.
+
+        A consumer that starts in the triggerer gets a runtime task instance whose task hangs in a
+        full deserialized copy of its DAG, one copy per consumer, held with the template context
+        for as long as the consumer waits: 0.6 MB at 188 tasks and 5.5 MB at 2,038, so a group's
+        waiting consumers would hold consumers x tasks of memory (about 11 GB at 2,000 models), and
+        every garbage collection would walk it. The triggerer calls this once, right after it built
+        them; from here on only the task instance's ids are read (nothing of ours is templated).
+        """
+        super().render_template_fields(context, jinja_env)
+        release_dag(self.task_instance, context)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (

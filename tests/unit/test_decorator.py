@@ -70,6 +70,56 @@ def test_the_dag_serializes_for_the_scheduler() -> None:
     assert task_.start_from_trigger and task_.start_trigger_args.trigger_cls == "dbt_watcher.trigger.ConsumerTrigger"
 
 
+def test_a_consumer_started_in_the_triggerer_lets_go_of_its_dag() -> None:
+    """Built the way Airflow's triggerer builds it; afterwards nothing holds the DAG copy."""
+    import gc
+    import uuid
+    import weakref
+
+    from airflow.executors.workloads.task import TaskInstanceDTO
+    from airflow.jobs.triggerer_job_runner import TriggerRunner
+
+    from dbt_watcher.trigger import ConsumerTrigger
+
+    with DAG("release", schedule=None, start_date=START) as d:
+        jaffle_shop()
+    data = DagSerialization.to_dict(d)
+    ti = TaskInstanceDTO(
+        id=uuid.uuid4(),
+        task_id="jaffle_shop.orders",
+        dag_id="release",
+        run_id="r1",
+        try_number=1,
+        dag_version_id=uuid.uuid4(),
+        pool_slots=1,
+        priority_weight=1,
+    )
+    run = {
+        "dag_id": "release",
+        "run_id": "r1",
+        "logical_date": START,
+        "data_interval_start": START,
+        "data_interval_end": START,
+        "run_after": START,
+        "start_date": START,
+        "end_date": None,
+        "run_type": "manual",
+        "state": "running",
+        "consumed_asset_events": [],
+        "partition_key": None,
+    }
+    runtime_ti = TriggerRunner.create_runtime_ti(ti, data, run)
+    context = runtime_ti.get_template_context()
+    dag_copy = weakref.ref(runtime_ti.task.dag)
+    trigger = ConsumerTrigger(**d.task_dict["jaffle_shop.orders"].start_trigger_args.trigger_kwargs)
+    trigger.task_instance = runtime_ti
+    trigger.render_template_fields(context=context)
+    del context
+    gc.collect()
+    assert dag_copy() is None
+    assert trigger.shared_stream_key() == ("dbt-watcher", "dbt_watcher_status__release__jaffle_shop", "r1")
+
+
 def test_works_with_shift_operators_on_both_sides_inside_a_taskflow_dag() -> None:
     @dag(schedule=None, start_date=START)
     def flow() -> None:
