@@ -64,10 +64,16 @@ class Snapshot:
 
 
 def release_dag(ti: Any, context: MutableMapping[str, Any]) -> None:
-    """Drop the references a started-in-the-triggerer task instance keeps to its deserialized DAG."""
-    context.clear()  # it is also the task instance's cached template context: task, dag, ti, ...
-    if ti is not None and getattr(ti, "task", None) is not None:
-        ti.task = None  # the operator, whose .dag holds every other task
+    """Drop the references a started-in-the-triggerer task instance keeps to its deserialized DAG.
+
+    Only memory is at stake, so a future Airflow that refuses this costs memory, never a consumer.
+    """
+    try:
+        context.clear()  # it is also the task instance's cached template context: task, dag, ti, ...
+        if ti is not None and getattr(ti, "task", None) is not None:
+            ti.task = None  # the operator, whose .dag holds every other task
+    except Exception as exc:
+        log.debug("dbt-watcher kept the triggerer's DAG copy: %s", exc)
 
 
 class GroupPoller:

@@ -146,3 +146,15 @@ def test_poller_reads_one_head_per_tick_and_task_states_only_when_needed(monkeyp
     second = asyncio.run(poller.poll())
     assert second.status is not None and NODE in second.status.results
     assert store.gets - gets == 1 and state_reads == ["g"]
+
+
+def test_letting_go_of_the_dag_never_breaks_the_consumer() -> None:
+    class Frozen:
+        task = object()
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            raise TypeError("frozen")
+
+    context = {"dag": object()}
+    trigger.release_dag(Frozen(), context)  # no exception: only memory is at stake
+    assert context == {}
