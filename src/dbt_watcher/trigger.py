@@ -66,7 +66,7 @@ class Snapshot:
 def release_dag(ti: Any, context: MutableMapping[str, Any]) -> None:
     """Drop the references a started-in-the-triggerer task instance keeps to its deserialized DAG.
 
-    Only memory is at stake, so a future Airflow that refuses this costs memory, never a consumer.
+    Only memory is at stake: if an Airflow version refuses it, the consumer keeps the copy and runs on.
     """
     try:
         context.clear()  # it is also the task instance's cached template context: task, dag, ti, ...
@@ -173,10 +173,11 @@ class ConsumerTrigger(BaseEventTrigger):
 
         A consumer that starts in the triggerer gets a runtime task instance whose task hangs in a
         full deserialized copy of its DAG, one copy per consumer, held with the template context
-        for as long as the consumer waits: 0.6 MB at 188 tasks and 5.5 MB at 2,038, so a group's
-        waiting consumers would hold consumers x tasks of memory (about 11 GB at 2,000 models), and
-        every garbage collection would walk it. The triggerer calls this once, right after it built
-        them; from here on only the task instance's ids are read (nothing of ours is templated).
+        for as long as the consumer waits: 0.6 MB at 188 tasks and 5.5 MB at 2,038. The waiting
+        consumers of a group would hold consumers x tasks of memory (at 2,000 models, up to the
+        triggerer's capacity, 1,000 by default, x 5.5 MB), and every garbage collection would walk
+        it. The triggerer calls this once, right after it built them; from here on only the task
+        instance's ids are read (nothing of ours is templated).
         """
         super().render_template_fields(context, jinja_env)
         release_dag(self.task_instance, context)
