@@ -16,6 +16,8 @@ import hashlib
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +146,17 @@ models:
         "scale": scale,
         "latency": latency,
     }
+
+
+def parse(project: Path, env: dict[str, str] | None = None) -> None:
+    """`dbt parse` a written project with its own profiles.yml, so target/manifest.json exists."""
+    dbt = Path(sys.executable).parent / "dbt"
+    subprocess.run(
+        [str(dbt), "parse", "--project-dir", str(project), "--profiles-dir", str(project), "--quiet"],
+        cwd=project,
+        env=env,
+        check=True,
+    )
 
 
 def setup_sql(shape: dict[str, Any]) -> str:

@@ -132,16 +132,21 @@ class TriggererPeak(threading.Thread):
         self.join()
 
 
-def setting_env(settings: list[str]) -> dict[str, str]:
-    """`section.key=value` -> AIRFLOW__SECTION__KEY: one stack, so every contender runs with the same settings."""
-    env: dict[str, str] = {}
+def parse_settings(settings: list[str]) -> list[tuple[str, str, str]]:
+    """`section.key=value` strings as (section, key, value), lower-cased names; a malformed one stops the run."""
+    parsed = []
     for setting in settings:
         name, sep, value = setting.partition("=")
-        section, dot, key = name.partition(".")
+        section, dot, key = name.lower().partition(".")
         if not (sep and dot and section and key):
             raise SystemExit(f"--airflow-setting {setting!r}: write section.key=value, e.g. triggerer.capacity=500")
-        env[f"AIRFLOW__{section.upper()}__{key.upper()}"] = value
-    return env
+        parsed.append((section, key, value))
+    return parsed
+
+
+def setting_env(settings: list[str]) -> dict[str, str]:
+    """AIRFLOW__SECTION__KEY for each setting: one stack, so every contender runs with the same settings."""
+    return {f"AIRFLOW__{section.upper()}__{key.upper()}": value for section, key, value in parse_settings(settings)}
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -194,15 +199,7 @@ class Session:
         self.workload = generate.write_project(
             self.project, self.shape, scale=self.args.scale, latency=self.args.latency
         )
-        self.parse(self.project)
-
-    def parse(self, project: Path) -> None:
-        subprocess.run(
-            [self.dbt, "parse", "--project-dir", str(project), "--profiles-dir", str(project), "--quiet"],
-            cwd=project,
-            env=self.env,
-            check=True,
-        )
+        generate.parse(self.project, self.env)
 
     def start_stack(self) -> AirflowStack:
         dags = self.work / "dags"
@@ -325,7 +322,7 @@ class Session:
     def run_cells(self, stack: AirflowStack) -> tuple[list[Cell], list[dict[str, Any]], dict[str, str]]:
         recorded = [
             *SETTINGS_RECORDED,
-            *(tuple(a.split("=", 1)[0].lower().split(".", 1)) for a in self.args.airflow_setting),
+            *((section, key) for section, key, _ in parse_settings(self.args.airflow_setting)),
         ]
         settings = {f"{s}.{k}": stack.run_cli("config", "get-value", s, k).strip() for s, k in dict.fromkeys(recorded)}
         dag_ids = {self.dag_id(c, t) for t in self.threads for c in self.contenders}
@@ -354,7 +351,7 @@ class Session:
             scaled_workload = generate.write_project(
                 scaled, self.shape, scale=self.args.scale_import, latency=self.args.latency
             )
-            self.parse(scaled)
+            generate.parse(scaled, self.env)
             projects[scaled_workload["models"]] = scaled
         times = {}
         kinds = ["watcher"] + (["cosmos"] if any(c.startswith("cosmos") for c in self.contenders) else [])
@@ -423,7 +420,7 @@ def main() -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the work folder and its logs for inspection")
     args = parser.parse_args()
-    setting_env(args.airflow_setting)  # a malformed setting stops here, before any set-up
+    parse_settings(args.airflow_setting)  # a malformed setting stops here, before any set-up
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the stack and drop the database on kill
     session = Session(args)
     started = time.time()

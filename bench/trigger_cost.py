@@ -14,7 +14,6 @@ import argparse
 import copy
 import json
 import logging
-import subprocess
 import sys
 import tempfile
 import time
@@ -96,12 +95,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dbt-watcher-trigger-cost-") as tmp:
         project = Path(tmp) / "fhir_bench"
         workload = generate.write_project(project, generate.load_shape(), scale=args.scale)
-        dbt = Path(sys.executable).with_name("dbt")
-        subprocess.run(
-            [str(dbt), "parse", "--project-dir", str(project), "--profiles-dir", str(project), "--quiet"],
-            cwd=project,
-            check=True,
-        )
+        generate.parse(project)
         data = serialized_dag(project)
     consumers = sum(1 for t in data["dag"]["tasks"] if "start_trigger_args" in t["__var"])
     print(
