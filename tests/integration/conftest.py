@@ -139,6 +139,34 @@ def stack(
         airflow.stop()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """A failed test's report ends with the error lines of its stack's components: a failure in CI,
+    where the stack's home is gone afterwards, still says what Airflow saw."""
+    report: pytest.TestReport = yield
+    if report.failed and call.when == "call":
+        for stack in {id(v): v for v in getattr(item, "funcargs", {}).values() if isinstance(v, AirflowStack)}.values():
+            report.sections.append((f"Airflow component errors ({stack.home.name})", component_errors(stack)))
+    return report
+
+
+def component_errors(stack: AirflowStack, last: int = 40) -> str:
+    parts = []
+    for component in ("scheduler", "triggerer", "api-server", "dag-processor"):
+        lines = [line for line in stack.component_log(component).splitlines() if _looks_wrong(line)]
+        parts.append(f"--- {component}: {len(lines)} error lines, the last {min(last, len(lines))}")
+        parts.extend(line[:400] for line in lines[-last:])
+    return "\n".join(parts)
+
+
+_WORRYING = ("[error", "[critical", "[warning", "traceback", "mismatch", "marking run", "heartbeat")
+
+
+def _looks_wrong(line: str) -> bool:
+    lowered = line.lower()
+    return "asgi app factory" not in lowered and any(word in lowered for word in _WORRYING)
+
+
 def xcom(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
     quoted = urllib.parse.quote(run_id, safe="")
     entry = stack.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/xcomEntries/{key}")

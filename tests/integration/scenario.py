@@ -28,6 +28,28 @@ class Outcome:
         return {k[len(prefix) :]: v for k, v in self.states.items() if k.startswith(prefix)}
 
 
+def assert_all_green(stack: AirflowStack, outcome: Outcome) -> None:
+    """The run and every task succeeded; if not, the message says which task ended how, and why."""
+    if outcome.state == "success" and all(s == "success" for s in outcome.states.values()):
+        return
+    raise AssertionError(f"run {outcome.run_id} of {outcome.dag_id} ended {outcome.state}:\n{explain(stack, outcome)}")
+
+
+def explain(stack: AirflowStack, outcome: Outcome, lines: int = 25) -> str:
+    """Each task that did not succeed, with the end of its latest try's log: a CI failure says why."""
+    parts = []
+    for task_id, state in sorted(outcome.states.items()):
+        if state == "success":
+            continue
+        try_number = max((t[0] for t in tries(stack, outcome.dag_id, outcome.run_id, task_id)), default=1)
+        try:
+            tail = stack.task_log(outcome.dag_id, outcome.run_id, task_id, try_number).splitlines()[-lines:]
+        except Exception as exc:  # a diagnostic must never hide the failure it explains
+            tail = [f"(no log: {exc})"]
+        parts.append(f"--- {task_id}: {state} (try {try_number})\n" + "\n".join(tail))
+    return "\n".join(parts) or "every task succeeded"
+
+
 def trigger(stack: AirflowStack, dag_id: str, conf: dict[str, object] | None = None) -> str:
     stack.wait_for_dags([dag_id])
     return stack.trigger(dag_id, conf=conf or {})

@@ -13,7 +13,7 @@ import pytest
 from devstack.stack import AirflowStack
 
 from .conftest import WAREHOUSE_PASSWORD, xcom
-from .scenario import finish, run, wait_until
+from .scenario import assert_all_green, finish, run, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ def test_test_behaviours_build_none_after_all_and_after_each(stack: AirflowStack
     )
 
     none = run(stack, "breadth_no_tests", {"fail_test": True})
-    assert none.state == "success" and all(s == "success" for s in none.states.values())
+    assert_all_green(stack, none)
     assert not any(uid.startswith("test.") for uid in _results(stack, "breadth_no_tests", none.run_id))
     assert "shop.weekly_report" not in none.states  # exposures get no task
 
@@ -128,7 +128,7 @@ def test_overrides_callbacks_and_model_hooks(stack: AirflowStack, markers: Path)
 
 def test_dbt_from_another_virtualenv_gives_the_same_results(stack: AirflowStack, dbt_venv: Path) -> None:
     venv = run(stack, "breadth_venv")
-    assert venv.state == "success" and all(s == "success" for s in venv.states.values())
+    assert_all_green(stack, venv)
     assert str(dbt_venv) in stack.task_log("breadth_venv", venv.run_id, "shop.dbt_producer")
     in_process = run(stack, "breadth_no_tests")
     other = {k: v for k, v in _results(stack, "breadth_venv", venv.run_id).items() if not k.startswith("test.")}
@@ -137,7 +137,7 @@ def test_dbt_from_another_virtualenv_gives_the_same_results(stack: AirflowStack,
 
 def test_a_connection_becomes_the_profile_and_its_secret_stays_out_of_logs(stack: AirflowStack) -> None:
     out = run(stack, "breadth_connection")
-    assert out.state == "success" and all(s == "success" for s in out.states.values())
+    assert_all_green(stack, out)
     for task_id in ("shop.dbt_producer", "shop.orders_enriched"):
         assert WAREHOUSE_PASSWORD not in stack.task_log(out.dag_id, out.run_id, task_id)
     folder = Path(xcom(stack, out.dag_id, out.run_id, "shop.dbt_producer"))

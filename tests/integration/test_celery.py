@@ -23,7 +23,7 @@ from devstack import services
 from devstack.stack import REPO, AirflowStack
 
 from .conftest import xcom
-from .scenario import Outcome, run
+from .scenario import Outcome, assert_all_green, run
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +121,7 @@ def test_celery_queues_producer_on_dbt_workers_consumers_in_the_triggerer(celery
     assert {r["unique_id"]: r["status"] for r in rebuild["results"]}["model.shop.orders_enriched"] == "error"
 
     good = run(stack, DAG, timeout=420)
-    assert good.state == "success" and all(s == "success" for s in good.states.values())
+    assert_all_green(stack, good)
     ran = {w: workloads(stack, w) - before[w] - ran[w] for w in WORKERS}
     assert sum(ran["dbt-worker"].values()) == 1 and sum(ran["default-worker"].values()) == 1
     consumers = len(good.group()) - 1
@@ -137,6 +137,6 @@ def test_same_dag_on_local_executor_for_comparison(stack: AirflowStack, celery_s
     walls = []
     for _ in range(2):
         local = run(stack, DAG, timeout=420)
-        assert local.state == "success" and all(s == "success" for s in local.states.values())
+        assert_all_green(stack, local)
         walls.append(wall_seconds(stack, local))
     print(f"\nLocalExecutor: wall time {walls[-1]:.1f} s (first run {walls[0]:.1f} s)")

@@ -14,7 +14,7 @@ import pytest
 from devstack.stack import AirflowStack
 
 from .conftest import asset_events
-from .scenario import artifacts, builds, finish, run, tries, trigger, wait_until
+from .scenario import artifacts, assert_all_green, builds, finish, run, tries, trigger, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -130,7 +130,7 @@ def test_producer_resume_mode_reruns_only_what_failed_in_one_invocation(stack: A
         out = finish(stack, dag, out.run_id)
     finally:
         (workspace / "projects" / "shop" / "flaky_input.csv").unlink()
-    assert out.state == "success" and all(s == "success" for s in out.states.values())
+    assert_all_green(stack, out)
     folder = artifacts(stack, out)
     assert sorted(p.name for p in folder.glob("attempt-*")) == ["attempt-1", "attempt-2"]
     assert not (folder / "local").exists()  # consumers waited for the producer instead of rebuilding
@@ -151,7 +151,7 @@ def test_ui_clear_of_a_failed_branch_rebuilds_it_in_dbt_order(stack: AirflowStac
         out = finish(stack, dag, out.run_id)
     finally:
         (workspace / "projects" / "shop" / "flaky_input.csv").unlink()
-    assert out.state == "success" and all(s == "success" for s in out.states.values())
+    assert_all_green(stack, out)
     folder = artifacts(stack, out)
     assert sorted(p.name for p in folder.glob("attempt-*")) == ["attempt-1"]  # no second producer build
     counts = builds(folder)
@@ -173,7 +173,7 @@ def test_restarting_a_component_mid_run_changes_nothing(stack: AirflowStack, com
     # exits: give it that time. A producer killed with it is the producer-death scenario, not this one.
     stack.restart_component(component, grace=180)
     out = finish(stack, dag, run_id, timeout=400)
-    assert out.state == "success" and all(s == "success" for s in out.states.values()), out.states
+    assert_all_green(stack, out)
     assert all(c == 1 for c in builds(artifacts(stack, out)).values())
 
 
@@ -183,7 +183,7 @@ def test_overlapping_runs_keep_separate_status(stack: AirflowStack) -> None:
     good = trigger(stack, dag, {"sleep_seconds": 8, "schema_suffix": "b"})
     bad_out, good_out = finish(stack, dag, bad), finish(stack, dag, good)
     assert bad_out.group()["orders_enriched"] == "failed"
-    assert good_out.state == "success" and all(s == "success" for s in good_out.states.values())
+    assert_all_green(stack, good_out)
     windows = stack.sql("select start_date, end_date from dag_run where dag_id=%s order by start_date", (dag,))
     assert windows[1][0] < windows[0][1], "the two runs did overlap"
 
@@ -194,7 +194,7 @@ def test_an_emptied_status_store_never_makes_a_false_green(stack: AirflowStack) 
     wait_until(lambda: stack.task_states(dag, run_id).get("shop.stg_orders") == "success", timeout=120)
     stack.sql("delete from asset_state_store where key like %s", (f"{run_id}/%",))  # mid-build
     out = finish(stack, dag, run_id)
-    assert out.state == "success" and all(s == "success" for s in out.states.values())
+    assert_all_green(stack, out)
     assert all(c == 1 for c in builds(artifacts(stack, out)).values())
     # after the run: the status is gone, a cleared consumer cannot confirm its node, so it rebuilds it
     stack.sql("delete from asset_state_store where key like %s", (f"{run_id}/%",))
