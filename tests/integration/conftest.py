@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from devstack import services
-from devstack.stack import AirflowStack
+from devstack.stack import COMPONENTS, AirflowStack
 
 from ..conftest import EXAMPLES
 
@@ -145,14 +145,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     where the stack's home is gone afterwards, still says what Airflow saw."""
     report: pytest.TestReport = yield
     if report.failed and call.when == "call":
-        for stack in {id(v): v for v in getattr(item, "funcargs", {}).values() if isinstance(v, AirflowStack)}.values():
+        stacks = [v for v in getattr(item, "funcargs", {}).values() if isinstance(v, AirflowStack)]
+        for stack in stacks:
             report.sections.append((f"Airflow component errors ({stack.home.name})", component_errors(stack)))
     return report
 
 
 def component_errors(stack: AirflowStack, last: int = 40) -> str:
     parts = []
-    for component in ("scheduler", "triggerer", "api-server", "dag-processor"):
+    for component in COMPONENTS:
         lines = [line for line in stack.component_log(component).splitlines() if _looks_wrong(line)]
         parts.append(f"--- {component}: {len(lines)} error lines, the last {min(last, len(lines))}")
         parts.extend(line[:400] for line in lines[-last:])
