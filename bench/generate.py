@@ -37,6 +37,40 @@ def load_shape(path: Path = DEFAULT_SHAPE) -> dict[str, Any]:
         return dict(json.load(fh))
 
 
+def layered_shape(models: int = 3000, fanout: int = 750) -> dict[str, Any]:
+    """A synthetic 4-layer project: one root model, ``fanout`` models reading it, then two layers that
+    each read two or three models of the layer above (half of what is left, then the rest)."""
+    if models < fanout + 3:
+        raise ValueError(f"a layered project of {models} models cannot have a fan-out of {fanout}")
+    rest = models - 1 - fanout
+    sizes = [1, fanout, rest // 2, rest - rest // 2]
+    layers: list[list[str]] = [[f"l{depth}_{i:05d}" for i in range(size)] for depth, size in enumerate(sizes)]
+    shape_models = []
+    for depth, names in enumerate(layers):
+        above = layers[depth - 1] if depth else []
+        for i, name in enumerate(names):
+            refs = sorted({above[(i * 7 + k * 13) % len(above)] for k in range(2 + depth % 2)}) if above else []
+            if depth == 1:
+                refs = above  # every model of the first layer reads the root: the fan-out
+            shape_models.append(
+                {"name": name, "package": "layers", "layer": f"layers/l{depth}", "materialized": "view", "refs": refs}
+            )
+    return {"description": f"synthetic: 4 layers {sizes}, fan-out {fanout}", "seeds": [], "models": shape_models}
+
+
+def chain_shape(models: int = 2000) -> dict[str, Any]:
+    """A single dependency chain ``models`` deep: each model reads the one before it."""
+    names = [f"c_{i:05d}" for i in range(models)]
+    return {
+        "description": f"synthetic: a chain {models} deep",
+        "seeds": [],
+        "models": [
+            {"name": n, "package": "chain", "layer": "chain/c", "materialized": "view", "refs": names[i - 1 : i]}
+            for i, n in enumerate(names)
+        ],
+    }
+
+
 def _reads_raw(model: dict[str, Any]) -> bool:
     """The FHIR resource views (everything in that layer but fhir_table_list) read one raw table each."""
     return bool(model["layer"].endswith("fhir_resources") and model["refs"])
@@ -133,10 +167,11 @@ models:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{model['name']}.sql").write_text(model_sql(model))
     tables = [snake(r) for r in resource_names(shape)]
-    (out / "models" / "sources.yml").write_text(
-        "version: 2\nsources:\n  - name: fhir_raw\n    schema: fhir_raw\n    tables:\n"
-        + "".join(f"      - name: {t}\n" for t in tables)
-    )
+    if tables:
+        (out / "models" / "sources.yml").write_text(
+            "version: 2\nsources:\n  - name: fhir_raw\n    schema: fhir_raw\n    tables:\n"
+            + "".join(f"      - name: {t}\n" for t in tables)
+        )
     for seed in shape["seeds"]:
         (out / "seeds" / f"{seed}.csv").write_text("code,value\na,1\nb,2\nc,3\n")
     return {

@@ -1,7 +1,9 @@
 """dbt-watcher: run a dbt project once in Airflow 3 while every model keeps its own live task.
 
-Imports are lazy so that the triggerer, which only needs :mod:`dbt_watcher.trigger`, and a DAG
-file whose project is cached never pay for dbt's import.
+What users hold: :func:`dbt_watcher_group` (the decorator), the :class:`WatcherGroupFactory` it
+returns, the :class:`DbtWatcherGroup` that calling it renders, :class:`WatcherConfig` (every
+parameter, documented) and the errors. Imports are lazy so that the triggerer, which only needs the
+consumer's trigger, and a DAG file whose project is cached never pay for dbt's import.
 """
 
 from __future__ import annotations
@@ -12,28 +14,29 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "ConfigurationError",
-    "DbtConsumerOperator",
-    "DbtProducerOperator",
+    "DbtInvocationError",
+    "DbtWatcherError",
     "DbtWatcherGroup",
     "WatcherConfig",
+    "WatcherGroupFactory",
     "dbt_watcher_group",
 ]
 
 _EXPORTS = {
     "dbt_watcher_group": "dbt_watcher.decorator",
-    "DbtWatcherGroup": "dbt_watcher.decorator",
+    "WatcherGroupFactory": "dbt_watcher.decorator",
+    "DbtWatcherGroup": "dbt_watcher.plan.group",
     "WatcherConfig": "dbt_watcher.config",
     "ConfigurationError": "dbt_watcher.errors",
-    "DbtConsumerOperator": "dbt_watcher.consumer",
-    "DbtProducerOperator": "dbt_watcher.producer",
+    "DbtInvocationError": "dbt_watcher.errors",
+    "DbtWatcherError": "dbt_watcher.errors",
 }
 
 if TYPE_CHECKING:
     from dbt_watcher.config import WatcherConfig
-    from dbt_watcher.consumer import DbtConsumerOperator
-    from dbt_watcher.decorator import DbtWatcherGroup, dbt_watcher_group
-    from dbt_watcher.errors import ConfigurationError
-    from dbt_watcher.producer import DbtProducerOperator
+    from dbt_watcher.decorator import WatcherGroupFactory, dbt_watcher_group
+    from dbt_watcher.errors import ConfigurationError, DbtInvocationError, DbtWatcherError
+    from dbt_watcher.plan.group import DbtWatcherGroup
 
 
 def __getattr__(name: str) -> Any:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from dbt_watcher.graph import DbtNode, DbtSource, Relation, Target
+from dbt_watcher.project.graph import DbtNode, DbtSource, Relation, Target
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset, AssetAlias
@@ -51,16 +51,12 @@ def source_asset(target: Target, source: DbtSource) -> Asset:
     return Asset(uri=relation_uri(target, source.relation))
 
 
-def status_asset(dag_id: str, group_id: str) -> Asset:
-    """The asset whose state store holds the status channel of one group in one DAG."""
-    from airflow.sdk import Asset
-
-    uri = f"dbt-watcher://status/{quote(dag_id, safe='')}/{quote(group_id, safe='.')}"
-    return Asset(name=f"dbt_watcher_status__{dag_id}__{group_id}", uri=uri)
-
-
 def producer_alias(dag_id: str, group_id: str) -> AssetAlias:
-    """The alias through which the producer emits the events of nodes consumers end without a worker."""
+    """The alias through which the producer emits the events of nodes consumers end without a worker.
+
+    Named ``dbt-watcher:<dag_id>/<group_id>``: neither id can hold a ``/`` (Airflow's id rule), so no
+    two (DAG, group) pairs share an alias.
+    """
     from airflow.sdk import AssetAlias
 
-    return AssetAlias(name=f"dbt_watcher_models__{dag_id}__{group_id}")
+    return AssetAlias(name=f"dbt-watcher:{dag_id}/{group_id}")

@@ -65,7 +65,7 @@ def render_preview(args: argparse.Namespace) -> str:
     from airflow.sdk import DAG
 
     from dbt_watcher.decorator import dbt_watcher_group
-    from dbt_watcher.render import plan_notes
+    from dbt_watcher.plan.notes import plan_notes
 
     # Airflow's logging setup sends INFO lines to stdout; the preview's notes are printed below instead.
     logging.getLogger("dbt_watcher").setLevel(logging.ERROR)
@@ -106,10 +106,13 @@ def _as_text(project: str, tasks: list[Any], edges: list[tuple[str, str]], notes
     width = max(len(t.task_id) for t in tasks)
     lines = [f"dbt project {project}: {len(tasks)} tasks, {len(edges)} edges", ""]
     for task in tasks:
-        node = getattr(getattr(task, "spec", None), "node", None)
-        what = type(task).__name__ + (f"({node.unique_id})" if node is not None else "")
+        consumer = getattr(task, "consumer", None)
+        what = type(task).__name__ + (f"({consumer.watch.unique_id})" if consumer is not None else "")
         upstream = ", ".join(sorted(task.upstream_task_ids)) or "-"
         lines.append(f"  {task.task_id:<{width}}  {what}  <- {upstream}")
+        if consumer is not None and consumer.watch.tests:
+            # The attachment rule made visible: which tests gate this task's green (docs/tests.md).
+            lines.append(f"  {'':<{width}}    gated by: {', '.join(sorted(consumer.watch.tests))}")
     if notes:
         lines.append("")
         lines.extend(f"{_LEVEL_NAMES.get(level, 'note')}: {message}" for level, message in notes)

@@ -9,9 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from dbt_watcher.checks import check_config
 from dbt_watcher.errors import ConfigurationError
-
-TEST_BEHAVIORS = ("build", "none", "after_all", "after_each")
 
 
 @dataclass(frozen=True)
@@ -90,66 +89,15 @@ class WatcherConfig:
     #: Run ``dbt deps`` when the project declares packages and they are not installed.
     install_deps: bool = False
 
+    #: Add a ``dbt_audit`` task that, once every consumer ended, checks each one's state against
+    #: dbt's verdict for the run and fails naming any green without dbt's success.
+    audit: bool = True
+    #: How long the producer's private record of a run (its Task State Store: attempts, and the
+    #: mirror of what it published) is kept; a producer retried later than this builds again.
+    status_retention: timedelta = timedelta(days=30)
+
     def __post_init__(self) -> None:
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ConfigurationError(
-                f"threads={self.threads!r} is not a positive whole number.",
-                "Pass threads=4, say, or leave it out.",
-            )
-        if not isinstance(self.poke_interval, (int, float)) or self.poke_interval <= 0:
-            raise ConfigurationError(
-                f"poke_interval={self.poke_interval!r} must be a positive number of seconds.",
-                "Pass poke_interval=1.0, say.",
-            )
-        if self.timeout_seconds <= 0:
-            raise ConfigurationError(
-                f"timeout={self.timeout!r} must be positive.", "Pass timeout=3600 or timedelta(hours=1)."
-            )
-        for name in ("setup_operator_args", "operator_args", "vars"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, Mapping):
-                raise ConfigurationError(f"{name} must be a dict, not {type(value).__name__}.", f"Pass {name}={{...}}.")
-        if not isinstance(self.full_refresh, bool) and "{{" not in str(self.full_refresh):
-            raise ConfigurationError(
-                f"full_refresh={self.full_refresh!r} is neither True/False nor a template.",
-                'Pass full_refresh=True, or a template such as full_refresh="{{ params.full_refresh }}".',
-            )
-        if self.producer_retry not in ("skip", "resume"):
-            raise ConfigurationError(
-                f"producer_retry={self.producer_retry!r} is not a retry mode.",
-                'Pass producer_retry="skip" (the default) or producer_retry="resume".',
-            )
-        if self.consumer_retry_queue is not None and not self.deferrable:
-            raise ConfigurationError(
-                "consumer_retry_queue needs deferrable consumers: with deferrable=False every try of a "
-                "consumer runs on a worker.",
-                'Leave consumer_retry_queue out and pass operator_args={"queue": ...}, or keep deferrable=True.',
-            )
-        if self.test_behavior not in TEST_BEHAVIORS:
-            raise ConfigurationError(
-                f"test_behavior={self.test_behavior!r} is not a test behaviour.",
-                f"Pass one of: {', '.join(TEST_BEHAVIORS)}.",
-            )
-        if self.source_freshness is not False and not (
-            self.source_freshness is True or callable(self.source_freshness)
-        ):
-            raise ConfigurationError(
-                f"source_freshness={self.source_freshness!r} is neither True nor a function.",
-                "Pass source_freshness=True, or a function that takes the freshness results and returns "
-                "{source_unique_id: reason} for the sources to treat as stale.",
-            )
-        if self.callback is not None and not callable(self.callback):
-            raise ConfigurationError(
-                "callback must be a function.", "Pass callback=my_function(artifacts_dir, context)."
-            )
-        if self.artifacts_url is not None and "://" not in str(self.artifacts_url):
-            raise ConfigurationError(
-                f"artifacts_url={self.artifacts_url!r} is not a URL.",
-                'Pass an object-storage URL such as "s3://aws_default@my-bucket/dbt-artifacts" or '
-                '"file:///mnt/shared/dbt-artifacts"; for a local folder use artifacts_dir=.',
-            )
-        if isinstance(self.dbt_args, str):
-            raise ConfigurationError("dbt_args must be a list of arguments.", 'Pass dbt_args=["--fail-fast"].')
+        check_config(self)
 
     @property
     def select_template(self) -> str | None:
@@ -177,17 +125,3 @@ class WatcherConfig:
             return Path(self.artifacts_dir)
         home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
         return Path(home) / "dbt-watcher" / "artifacts"
-
-
-def heartbeat_interval(poke_interval: float) -> float:
-    """How often a running producer rewrites its heartbeat: twice per poke interval."""
-    return poke_interval / 2.0
-
-
-def stale_after(poke_interval: float) -> float:
-    """After how long without a heartbeat readers ask Airflow whether the producer still runs.
-
-    Two missed heartbeats plus the writer's batching delay: a dead producer is noticed within
-    about two poke intervals; a slow one costs at most an extra task-state read.
-    """
-    return 2.0 * heartbeat_interval(poke_interval) + 0.25

@@ -1,6 +1,6 @@
 """``@dbt_watcher_group``: a TaskFlow-style decorator that renders a dbt project as a TaskGroup.
 
-The decorated function's body is a run-time hook (see :mod:`dbt_watcher.run_args`): the producer
+The decorated function's body is a run-time hook (see :mod:`dbt_watcher.producer.run_args`): the producer
 calls it with the Airflow context just before ``dbt build`` and merges what it returns
 (``vars``, ``full_refresh``, ``dbt_args``) into the build. A body of ``...`` means "nothing to add".
 """
@@ -14,52 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
-import attrs
-from airflow.sdk import TaskGroup
-from airflow.sdk.definitions._internal.contextmanager import DagContext
-
-from dbt_watcher.assets import node_asset, source_asset
+from dbt_watcher.assets import node_asset
 from dbt_watcher.config import WatcherConfig
 from dbt_watcher.errors import ConfigurationError
-from dbt_watcher.overrides import validate_mapping
-from dbt_watcher.plan import GroupPlan, build_plan
-from dbt_watcher.project import DbtProject, Selection, as_tuple, default_cache_dir, load_graph
+from dbt_watcher.plan.group import DbtWatcherGroup, source_assets
+from dbt_watcher.plan.group_plan import GroupPlan, build_plan
+from dbt_watcher.plan.overrides import validate_mapping
+from dbt_watcher.project.project import DbtProject, Selection, as_tuple, default_cache_dir, load_graph
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset
 
-    from dbt_watcher.consumer import DbtConsumerOperator
-    from dbt_watcher.graph import ProjectGraph
-    from dbt_watcher.producer import DbtProducerOperator
-
-
-@attrs.define(repr=False)
-class DbtWatcherGroup(TaskGroup):
-    """The TaskGroup of one dbt project: a producer and one consumer per model, seed and snapshot."""
-
-    producer: DbtProducerOperator | None = attrs.field(default=None, init=False)
-    consumers: dict[str, DbtConsumerOperator] = attrs.field(factory=dict, init=False)
-    plan: GroupPlan | None = attrs.field(default=None, init=False)
-    graph: ProjectGraph | None = attrs.field(default=None, init=False)
-
-    def full_id(self, task_id: str) -> str:
-        """The id a child task gets in the DAG (the group id prefixed, as Airflow does)."""
-        return str(self.child_id(task_id))  # type: ignore[no-untyped-call]
-
-    def consumer(self, name: str) -> DbtConsumerOperator:
-        """The consumer task of a node, by node name, task id or unique id."""
-        assert self.plan is not None
-        return self.consumers[self.plan.find(name).node.unique_id]
-
-    def asset(self, name: str) -> Asset:
-        """The Asset of a model, seed or snapshot of this group (to schedule other DAGs on it)."""
-        assert self.plan is not None and self.graph is not None
-        return node_asset(self.graph.target, self.plan.find(name).node)
-
-    def source_assets(self) -> list[Asset]:
-        """The Assets of the dbt sources this group reads (to schedule the DAG on upstream data)."""
-        assert self.plan is not None and self.graph is not None
-        return source_assets(self.graph, self.plan)
+    from dbt_watcher.project.graph import ProjectGraph
 
 
 @dataclass(frozen=True)
@@ -85,15 +51,9 @@ class WatcherGroupFactory:
         return WatcherGroupFactory(self.function, self.config.updated(**changes), self._source_dir, list(self._hooks))
 
     def __call__(self, *args: Any, **kwargs: Any) -> DbtWatcherGroup:
-        dag = DagContext.get_current()
-        if dag is None:
-            raise ConfigurationError(
-                f"{self.function.__name__}() was called outside a DAG.",
-                "Call the dbt_watcher_group function inside a @dag function or a `with DAG(...)` block.",
-            )
-        from dbt_watcher.render import render
+        from dbt_watcher.plan.render import render
 
-        return render(self, dag, _bind_call_arguments(self.function, args, kwargs))
+        return render(self, _bind_call_arguments(self.function, args, kwargs))
 
     def model(self, name: str, **task_kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorate a function to run as a task right after node ``name``'s consumer succeeds.
@@ -135,7 +95,7 @@ class WatcherGroupFactory:
     def parse_project(self) -> Iterator[DbtProject]:
         """The project as DAG parsing sees it: a connection's profile rendered (without secret), and
         its packages installed first when ``install_deps=True``."""
-        from dbt_watcher.runners import dbt_session
+        from dbt_watcher.invocation.runners import dbt_session
 
         cfg = self.config
         with dbt_session(
@@ -172,10 +132,6 @@ class WatcherGroupFactory:
         """The Assets of the dbt sources the group reads, without rendering it."""
         graph, plan = self.load()
         return source_assets(graph, plan)
-
-
-def source_assets(graph: ProjectGraph, plan: GroupPlan) -> list[Asset]:
-    return [source_asset(graph.target, s) for s in graph.upstream_sources(c.node.unique_id for c in plan.consumers)]
 
 
 def _str(value: Any) -> str | None:

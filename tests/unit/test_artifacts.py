@@ -7,25 +7,38 @@ from pathlib import Path
 
 import pytest
 
-from dbt_watcher.artifacts import local_build_dir, run_dir, share
+from dbt_watcher.producer.artifacts import local_build_dir, run_dir, share
 from dbt_watcher.config import WatcherConfig
 from dbt_watcher.errors import ConfigurationError
 
 
 def test_without_a_url_the_local_run_folder_is_the_location(tmp_path: Path) -> None:
-    run_path = run_dir(tmp_path, "dag", "run 1", "shop")
+    run_path = run_dir(tmp_path, "dag", "run 1", "shop", map_index=-1, generation="g1")
     assert share(run_path, run_path, None) == str(run_path)
 
 
+def test_run_ids_that_clean_to_the_same_name_get_their_own_folder(tmp_path: Path) -> None:
+    folders = {
+        run_dir(tmp_path, "dag", run, "shop", map_index=-1, generation="g") for run in ("a:b", "a_b", "a/b", "..")
+    }
+    assert len(folders) == 4 and all(tmp_path in f.parents for f in folders)
+    assert run_dir(tmp_path, "d", "r", "g", map_index=0, generation="x") != run_dir(
+        tmp_path, "d", "r", "g", map_index=1, generation="x"
+    )
+    assert run_dir(tmp_path, "d", "r", "g", map_index=-1, generation="x") != run_dir(
+        tmp_path, "d", "r", "g", map_index=-1, generation="y"
+    )
+
+
 def test_a_run_folder_and_a_rebuild_are_copied_under_the_url(tmp_path: Path) -> None:
-    run_path = run_dir(tmp_path / "local", "dag", "manual__1", "shop")
+    run_path = run_dir(tmp_path / "local", "dag", "manual__1", "shop", map_index=-1, generation="g1")
     (run_path / "attempt-1").mkdir(parents=True)
     (run_path / "run_results.json").write_text(json.dumps({"results": []}))
     (run_path / "attempt-1" / "partial_parse.msgpack").write_bytes(b"big and useless elsewhere")
     remote_root = tmp_path / "remote"
     where = share(run_path, run_path, remote_root.as_uri())
-    assert where.endswith("dag/manual__1/shop")
-    copied = remote_root / "dag" / "manual__1" / "shop"
+    copied = remote_root.joinpath(*run_path.parts[-4:])
+    assert where.endswith("/shop/g1") and copied.is_dir()
     assert json.loads((copied / "run_results.json").read_text()) == {"results": []}
     assert not (copied / "attempt-1" / "partial_parse.msgpack").exists()
 

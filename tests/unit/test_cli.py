@@ -14,10 +14,13 @@ from ..conftest import JAFFLE_SHOP
 def test_render_prints_tasks_edges_mermaid_and_notes(cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", str(JAFFLE_SHOP), "--select", "+orders", "--test-behavior", "after_each"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("dbt project jaffle_shop: 10 tasks, 8 edges")
+    assert out.startswith("dbt project jaffle_shop: 11 tasks, 8 edges")  # 9 consumers, the producer, the audit
     orders = "dbt.orders              DbtConsumerOperator(model.jaffle_shop.orders)"
     assert f"{orders}  <- dbt.int_order_payments, dbt.stg_orders" in out
-    assert "dbt.orders_tests" in out and "customers" not in out
+    assert "dbt.orders_tests" in out and "dbt.customers " not in out and "dbt.dbt_audit" in out
+    # after_each: the model's own consumer is not gated; its test watcher is, by the tests it names
+    watcher = out[out.index("dbt.orders_tests ") :].splitlines()
+    assert "gated by: test.jaffle_shop." in watcher[1]
     assert "note: threads= is not set: the build uses the target's threads (4)" in out
     mermaid = out[out.index("flowchart LR") :].splitlines()
     assert len([line for line in mermaid if "-->" in line]) == 8

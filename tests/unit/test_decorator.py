@@ -10,8 +10,8 @@ from airflow.sdk import DAG, dag, task
 from airflow.serialization.serialized_objects import DagSerialization
 
 from dbt_watcher import ConfigurationError, dbt_watcher_group
-from dbt_watcher.consumer import DbtConsumerOperator
-from dbt_watcher.producer import DbtProducerOperator
+from dbt_watcher.consumer.operator import DbtConsumerOperator
+from dbt_watcher.producer.operator import DbtProducerOperator
 
 from ..conftest import JAFFLE_SHOP
 
@@ -67,7 +67,12 @@ def test_the_dag_serializes_for_the_scheduler() -> None:
     data = DagSerialization.to_dict(d)
     restored = DagSerialization.from_dict(data)
     task_ = restored.get_task("jaffle_shop.orders")
-    assert task_.start_from_trigger and task_.start_trigger_args.trigger_cls == "dbt_watcher.trigger.ConsumerTrigger"
+    assert task_.start_from_trigger
+    assert task_.start_trigger_args.trigger_cls == "dbt_watcher.consumer.trigger.ConsumerTrigger"
+    audit = restored.get_task("jaffle_shop.dbt_audit")
+    assert (
+        audit.start_from_trigger and audit.start_trigger_args.trigger_cls == "dbt_watcher.consumer.audit.AuditTrigger"
+    )
 
 
 def test_a_consumer_started_in_the_triggerer_lets_go_of_its_dag() -> None:
@@ -79,7 +84,7 @@ def test_a_consumer_started_in_the_triggerer_lets_go_of_its_dag() -> None:
     from airflow.executors.workloads.task import TaskInstanceDTO
     from airflow.jobs.triggerer_job_runner import TriggerRunner
 
-    from dbt_watcher.trigger import ConsumerTrigger
+    from dbt_watcher.consumer.trigger import ConsumerTrigger
 
     with DAG("release", schedule=None, start_date=START) as d:
         jaffle_shop()
@@ -117,7 +122,7 @@ def test_a_consumer_started_in_the_triggerer_lets_go_of_its_dag() -> None:
     del context
     gc.collect()
     assert dag_copy() is None
-    assert trigger.shared_stream_key() == ("dbt-watcher", "dbt_watcher_status__release__jaffle_shop", "r1")
+    assert trigger.shared_stream_key() == ("dbt-watcher", "release", "r1", -1, "jaffle_shop.dbt_producer")
 
 
 def test_works_with_shift_operators_on_both_sides_inside_a_taskflow_dag() -> None:
@@ -156,8 +161,8 @@ def test_assets_are_emitted_per_model_and_reachable_at_parse_time() -> None:
     assert jaffle_shop.asset("orders") == asset
     assert d.task_dict["jaffle_shop.orders"].outlets == [asset]
     producer = d.task_dict["jaffle_shop.dbt_producer"]
-    assert isinstance(producer, DbtProducerOperator) and sum(n.producer_emits for n in producer.nodes) == 18
-    orders_plan = next(n for n in producer.nodes if n.consumer_task_id == "jaffle_shop.orders")
+    assert isinstance(producer, DbtProducerOperator) and sum(c.producer_emits for c in producer.consumers) == 18
+    orders_plan = next(c for c in producer.consumers if c.task_id == "jaffle_shop.orders")
     assert orders_plan.lineage.output == "duckdb://jaffle_shop/main/orders"
     assert orders_plan.lineage.inputs == (
         "duckdb://jaffle_shop/main/int_order_payments",
@@ -171,7 +176,7 @@ def test_emit_assets_false_and_non_deferrable() -> None:
     orders = d.task_dict["jaffle_shop.orders"]
     assert orders.outlets == [] and not orders.start_from_trigger and orders.trigger_rule == "none_failed"
     producer = d.task_dict["jaffle_shop.dbt_producer"]
-    assert producer.alias is None and not any(n.producer_emits for n in producer.nodes)
+    assert producer.alias is None and not any(c.producer_emits for c in producer.consumers)
 
 
 def test_calling_outside_a_dag_and_bad_parameters_are_clear_errors() -> None:
@@ -269,4 +274,4 @@ def test_a_connection_replaces_profiles_yml(monkeypatch: pytest.MonkeyPatch, tmp
     with DAG("conn", schedule=None, start_date=START):
         group = jaffle_shop.override(group_id="conn", connection_id="warehouse")()
     assert group.asset("orders").uri == "duckdb://w/main/orders"
-    assert group.producer is not None and group.producer.runtime.connection_id == "warehouse"
+    assert group.producer is not None and group.producer.runtime.config.connection_id == "warehouse"

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from dbt_watcher.assets import relation_uri, status_asset
+from dbt_watcher.assets import producer_alias, relation_uri
+from dbt_watcher.channel.channel import Invocation
 from dbt_watcher.errors import ConfigurationError
-from dbt_watcher.events import node_result_from_event
-from dbt_watcher.graph import Relation, Target
-from dbt_watcher.run_args import RunArguments, call_hook
+from dbt_watcher.invocation.events import InvocationEvents, node_result_from_event
+from dbt_watcher.project.graph import Relation, Target
+from dbt_watcher.producer.run_args import call_hook, merge_returned
 
 FINISHED_EVENT = {
     "node_info": {
@@ -52,9 +53,10 @@ def test_asset_uris_follow_the_documented_scheme() -> None:
     assert relation_uri(other, Relation("DB", "S", "T")) == "snowflake://DB/DB/S/T"
 
 
-def test_status_asset_is_per_dag_and_group() -> None:
-    a, b = status_asset("dag", "g1"), status_asset("dag", "g2")
-    assert a.name != b.name and a.uri.startswith("dbt-watcher://status/dag/")
+def test_producer_aliases_of_dag_and_group_pairs_never_collide() -> None:
+    # "a__b" + "c" and "a" + "b__c" joined with "__" were one name; ids cannot hold "/".
+    assert producer_alias("a__b", "c").name != producer_alias("a", "b__c").name
+    assert producer_alias("dag", "g1").name == "dbt-watcher:dag/g1"
 
 
 def test_hook_receives_context_keys_and_call_arguments() -> None:
@@ -62,19 +64,62 @@ def test_hook_receives_context_keys_and_call_arguments() -> None:
         return {"vars": {"day": ds, "region": region}, "full_refresh": True}
 
     returned = call_hook(hook, {"ds": "2026-01-01", "params": {}}, {"region": "eu"})
-    merged = RunArguments(vars={"a": 1}).merged_with(returned)
+    merged = merge_returned(Invocation(vars={"a": 1}), returned)
     assert merged.vars == {"a": 1, "day": "2026-01-01", "region": "eu"} and merged.full_refresh
 
 
 def test_hook_with_kwargs_gets_everything_and_bad_returns_are_named() -> None:
     assert call_hook(lambda **ctx: ctx["ds"], {"ds": "x"}, {}) == "x"
     with pytest.raises(ConfigurationError, match="unknown key"):
-        RunArguments().merged_with({"select": "x"})
+        merge_returned(Invocation(), {"select": "x"})
     with pytest.raises(ConfigurationError, match="needs missing_param"):
         call_hook(lambda missing_param: None, {"ds": "x"}, {})
+    with pytest.raises(ConfigurationError, match="--select"):
+        merge_returned(Invocation(), {"dbt_args": ["--select", "orders"]})  # the group's select= owns it
+    with pytest.raises(ConfigurationError, match="vars"):
+        merge_returned(Invocation(), {"vars": ["not", "a", "dict"]})
 
 
-def test_run_arguments_round_trip() -> None:
-    args = RunArguments(vars={"x": 1}, full_refresh=True, dbt_args=("--fail-fast",))
-    assert RunArguments.from_json(args.to_json()) == args
-    assert RunArguments.from_json(None) is None
+def test_invocation_round_trips_and_rejects_what_is_not_one() -> None:
+    args = Invocation(vars={"x": 1}, full_refresh=True, dbt_args=("--fail-fast",), artifacts="/a")
+    assert Invocation.from_json(args.to_json()) == args
+    assert Invocation.from_json(None) is None and Invocation.from_json({"vars": [1]}) is None
+
+
+def _event(name: str, uid: str, status: str | None = None) -> tuple[str, dict[str, object]]:
+    data: dict[str, object] = {"node_info": {"unique_id": uid, "node_status": status or "started"}}
+    if status is not None:
+        data["run_result"] = {"status": status}
+    return name, data
+
+
+def test_a_microbatch_model_publishes_only_its_final_status() -> None:
+    # dbt >= 1.9 runs each batch through its own NodeStart/NodeFinished pair, nested inside the model's.
+    published: list[tuple[str, str]] = []
+    started: list[bool] = []
+    events = InvocationEvents(
+        on_node=lambda r: published.append((r.unique_id, r.status)), on_start=lambda: started.append(True)
+    )
+    mb = "model.shop.events_mb"
+    for name, data in [
+        _event("NodeStart", mb),
+        _event("NodeStart", mb),
+        _event("NodeFinished", mb, "success"),  # batch 1
+        _event("NodeStart", mb),
+        _event("NodeFinished", mb, "error"),  # batch 2
+        _event("NodeFinished", mb, "partial success"),  # the model
+        _event("NodeStart", "model.shop.child"),
+        _event("NodeFinished", "model.shop.child", "skipped"),
+    ]:
+        events(name, data)
+    assert published == [(mb, "partial success"), ("model.shop.child", "skipped")]
+    assert started == [True] and events.batches == 2 and events.failed == {mb: "partial success"}
+
+
+def test_skip_sources_and_hooks_are_recorded() -> None:
+    events = InvocationEvents()
+    events("MarkSkippedChildren", {"unique_id": "test.shop.t1", "status": "fail"})
+    events("MarkSkippedChildren", {"unique_id": "model.shop.ok", "status": "skipped"})
+    events("LogHookEndLine", {"status": "error", "node_info": {"unique_id": "operation.shop.shop-on-run-end-0"}})
+    assert events.failed == {"test.shop.t1": "fail"}
+    assert events.failed_hooks == ["operation.shop.shop-on-run-end-0"]

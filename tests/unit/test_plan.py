@@ -5,8 +5,8 @@ import logging
 import pytest
 
 from dbt_watcher.errors import ConfigurationError
-from dbt_watcher.graph import DbtNode
-from dbt_watcher.plan import PRODUCER_TASK_ID, assign_task_ids, build_plan
+from dbt_watcher.project.graph import DbtNode
+from dbt_watcher.plan.group_plan import PRODUCER_TASK_ID, assign_task_ids, build_plan
 
 from .graphs import dbt_test, graph, model
 
@@ -116,7 +116,7 @@ def test_selector_string_matches_the_node_alone() -> None:
 
 def test_plan_notes_warn_about_groups_too_large_for_their_waiting_mode() -> None:
     from dbt_watcher.config import WatcherConfig
-    from dbt_watcher.render import plan_notes
+    from dbt_watcher.plan.notes import plan_notes
 
     def warnings(n: int, deferrable: bool) -> list[str]:
         g = graph(*(model(f"m{i}") for i in range(n)))

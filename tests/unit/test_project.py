@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from dbt_watcher import manifest_loader, project
+from dbt_watcher.project import manifest, project
 from dbt_watcher.errors import ConfigurationError
-from dbt_watcher.project import DbtProject, Selection, load_graph
+from dbt_watcher.project.project import DbtProject, Selection, load_graph
 
 from ..conftest import JAFFLE_SHOP
 
@@ -71,13 +71,13 @@ def test_an_unchanged_project_never_starts_dbt_twice(
     jaffle: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    real = manifest_loader.build_graph
+    real = manifest.build_graph
 
     def counting(*args: object, **kwargs: object) -> object:
         calls.append("dbt")
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(manifest_loader, "build_graph", counting)
+    monkeypatch.setattr(manifest, "build_graph", counting)
     p = DbtProject.locate(jaffle)
     first = load_graph(p, Selection())
     monkeypatch.setattr(project, "_memory_cache", {})  # a new dag-processor child: disk cache only
@@ -107,11 +107,11 @@ def test_a_broken_project_reports_dbts_parse_error(jaffle: Path, cache_dir: Path
 def test_a_current_target_manifest_is_used_without_parsing(
     jaffle: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dbt_watcher.invocation import run_dbt
+    from dbt_watcher.invocation.command import run_dbt
 
     p = DbtProject.locate(jaffle)
     assert run_dbt(p.command("parse", extra_args=("--quiet",))).success  # writes target/manifest.json
     parsed: list[str] = []
-    monkeypatch.setattr(manifest_loader, "_parse", lambda *a: parsed.append("parse"))
+    monkeypatch.setattr(manifest, "_parse", lambda *a: parsed.append("parse"))
     graph = load_graph(p, Selection())
     assert parsed == [] and "model.jaffle_shop.orders" in graph.selected

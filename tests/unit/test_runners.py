@@ -6,9 +6,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from dbt_watcher.events import NodeResult
-from dbt_watcher.project import DbtProject
-from dbt_watcher.runners import InProcessDbt, SubprocessDbt
+from dbt_watcher.invocation.events import InvocationEvents, NodeResult
+from dbt_watcher.project.project import DbtProject
+from dbt_watcher.invocation.runners import InProcessDbt, SubprocessDbt
 
 from ..conftest import JAFFLE_SHOP
 
@@ -44,8 +44,8 @@ def test_both_runners_give_the_same_event_stream(tmp_path: Path) -> None:
         project = _project(tmp_path, name)
         results: list[NodeResult] = []
         command = project.command("build", target_path=tmp_path / f"{name}-target", log_path=tmp_path / f"{name}-logs")
-        outcome = runner.run(command, on_node=results.append)
-        assert outcome.ran and outcome.error is None
+        outcome = runner.run(command, on_event=InvocationEvents(on_node=results.append))
+        assert outcome.ran and outcome.error is None and outcome.exit_code == 0
         streams[name] = sorted(_comparable(r) for r in results)
         assert all("status" in r.asset_extra() for r in results)
     assert streams["in_process"] == streams["subprocess"]
@@ -59,4 +59,5 @@ def test_both_runners_list_the_same_nodes_and_report_a_broken_profile(tmp_path: 
         ids[name] = sorted(runner.list_ids(project.command("ls", select=("tag:marts",))))
         outcome = runner.run(project.command("build").with_(target="nope"))
         assert not outcome.ran and outcome.error and "nope" in outcome.error, (name, outcome)
+        assert outcome.exit_code == 2
     assert ids["in_process"] == ids["subprocess"] and len(ids["in_process"]) == 10

@@ -1,0 +1,412 @@
+"""The status channel of one DAG run's build: one writer (the producer), many readers (the consumers).
+
+Where it lives: XComs of the producer task, in its DAG run and map index, read and written through
+Airflow's execution API (:mod:`dbt_watcher.channel.store`). XComs belong to their DAG run: they go
+when the run is deleted (a run re-created with the same run id starts empty), ``airflow db clean``
+covers them, each map index of a mapped group has its own, and every task and trigger may read them.
+Airflow deletes a task's XComs when its next try starts, so the producer mirrors everything it
+publishes into its Task State Store (private, kept across its tries, deleted with the run) and
+publishes it again first thing in every try (:mod:`dbt_watcher.producer.ledger`).
+
+:class:`StatusChannel` owns every key:
+
+* ``dbt_watcher.head`` — small and rewritten often: generation and attempt of the writer, ``seq``
+  (different on every write, so a reader can tell a live writer on its own clock), the producer's
+  state, how many chunks are closed, the results since the last closed chunk, dbt's exit code, error;
+* ``dbt_watcher.chunk.<attempt>.<k>`` — closed, never rewritten batches of results of one attempt;
+* ``dbt_watcher.invocation`` — the run's dbt arguments, which a consumer's rebuild reuses.
+
+A reader reads the head each tick and each closed chunk once, and decodes only what is new, so the
+cost of following a run grows with its results, not with the number of consumers or ticks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from dbt_watcher.invocation.events import NodeResult
+
+log = logging.getLogger(__name__)
+
+WIRE_VERSION = 2
+RUNNING, FINISHED, FAILED = "running", "finished", "failed"
+_PREFIX = "dbt_watcher."
+HEAD = _PREFIX + "head"
+INVOCATION = _PREFIX + "invocation"
+#: A chunk closes at this many results or bytes (the Task State Store mirror takes 64 KiB a value).
+CHUNK_RESULTS, CHUNK_BYTES = 100, 32_000
+
+
+def chunk_key(attempt: int, index: int) -> str:
+    return f"{_PREFIX}chunk.{attempt}.{index}"
+
+
+class Store(Protocol):
+    """Key/value operations on one task's state (XComs of the producer, or its Task State Store)."""
+
+    def get(self, key: str) -> Any: ...
+
+    def set(self, key: str, value: Any) -> None: ...
+
+
+class AsyncStore(Protocol):
+    async def aget(self, key: str) -> Any: ...
+
+
+_WIRE_FIELDS = (
+    ("u", "unique_id"),
+    ("s", "status"),
+    ("t", "resource_type"),
+    ("m", "message"),
+    ("b", "started_at"),
+    ("f", "completed_at"),
+    ("x", "execution_time"),
+    ("r", "rows_affected"),
+    ("c", "adapter_code"),
+    ("n", "failures"),
+    ("l", "relation_name"),
+    ("a", "attempt"),
+    ("q", "closing"),
+)
+
+
+def encode_result(result: NodeResult) -> dict[str, Any]:
+    return {short: value for short, name in _WIRE_FIELDS if (value := getattr(result, name)) not in (None, False)}
+
+
+def decode_result(entry: Mapping[str, Any]) -> NodeResult:
+    return NodeResult(**{name: entry[short] for short, name in _WIRE_FIELDS if short in entry})
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """A reader's view of one run: the producer's state and the latest result of every node."""
+
+    generation: str
+    attempt: int
+    state: str
+    results: Mapping[str, NodeResult] = field(default_factory=dict)
+    error: str | None = None
+    exit_code: int | None = None
+    #: Results count only once dbt's closing record (run_results.json) confirmed them: dbt runs with
+    #: ``--fail-fast``, which can mark nodes skipped after they finished.
+    final_only: bool = False
+    #: Every closed chunk was read (a missing one is retried next tick; never read as "no result").
+    complete: bool = True
+    #: dbt has started running nodes in this generation of the run (a producer attempt built).
+    built: bool = True
+    seq: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.state != RUNNING
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """The dbt arguments one DAG run gives dbt, decided once by the producer, reused by rebuilds."""
+
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    full_refresh: bool = False
+    dbt_args: tuple[str, ...] = ()
+    #: Where the run's artifacts live (a local folder or an object-storage URL).
+    artifacts: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "vars": dict(self.vars),
+            "full_refresh": self.full_refresh,
+            "dbt_args": list(self.dbt_args),
+            "artifacts": self.artifacts,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Invocation | None:
+        if not isinstance(data, Mapping) or not isinstance(data.get("vars", {}), Mapping):
+            return None
+        return cls(
+            vars=dict(data.get("vars") or {}),
+            full_refresh=bool(data.get("full_refresh")),
+            dbt_args=tuple(str(a) for a in data.get("dbt_args") or ()),
+            artifacts=data.get("artifacts"),
+        )
+
+
+@dataclass(frozen=True)
+class Read:
+    """One read of the channel: the status (None: nothing published), what changed, what went wrong."""
+
+    status: RunStatus | None
+    #: Unique ids whose result is new or changed since the previous read; None: anything may have
+    #: changed (first read, new generation or attempt).
+    changed: frozenset[str] | None
+    #: Why the head could not be understood (None: it could).
+    malformed: str | None = None
+
+
+class StatusChannel:
+    """Every key of one run's channel, over one store (see the module docstring)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def writer(self, *, generation: str, attempt: int, heartbeat_interval: float, **head: Any) -> ChannelWriter:
+        return ChannelWriter(self.store, generation=generation, attempt=attempt, heartbeat=heartbeat_interval, **head)
+
+    def write_invocation(self, invocation: Invocation) -> None:
+        self.store.set(INVOCATION, invocation.to_json())
+
+    def read_invocation(self) -> Invocation | None:
+        return Invocation.from_json(self.store.get(INVOCATION))
+
+    def read_all(self) -> RunStatus | None:
+        """One complete read (a producer's retry reading its mirror, a sensor's first poke)."""
+        return ChannelReader().read(self.store).status
+
+
+class ChannelReader:
+    """Follows one run incrementally: each closed chunk is fetched once, each result decoded once."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self._key: tuple[str, int] | None = None
+        self._chunks: dict[int, list[Any]] = {}
+        self._results: dict[str, NodeResult] = {}
+        self._open_seen = (0, 0)  # (closed count, open entries already decoded)
+        self._last: RunStatus | None = None
+
+    @property
+    def last(self) -> RunStatus | None:
+        """What the last successful read said."""
+        return self._last
+
+    def read(self, store: Store) -> Read:
+        head = store.get(HEAD)
+        self.reads += 1
+        return self._assemble(head, store.get)
+
+    async def aread(self, store: AsyncStore) -> Read:
+        head = await store.aget(HEAD)
+        self.reads += 1
+        missing = self._missing_chunks(head)
+        fetched = {}
+        for attempt, index in missing:
+            fetched[chunk_key(attempt, index)] = await store.aget(chunk_key(attempt, index))
+            self.reads += 1
+        return self._assemble(head, fetched.get)
+
+    def _missing_chunks(self, head: Any) -> list[tuple[int, int]]:
+        if not isinstance(head, Mapping) or head.get("v") != WIRE_VERSION:
+            return []
+        try:
+            attempt, closed = int(head["attempt"]), int(head["closed"])
+            same = self._key == (str(head["gen"]), attempt)
+        except (KeyError, TypeError, ValueError):
+            return []
+        return [(attempt, i) for i in range(closed) if not same or i not in self._chunks]
+
+    def _assemble(self, head: Any, fetch: Callable[[str], Any]) -> Read:
+        if head is None:
+            reset = self._last is not None
+            self._reset(None)
+            return Read(None, None if reset else frozenset())
+        try:
+            return self._apply(head, fetch)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            return Read(self._last, frozenset(), malformed=f"{type(exc).__name__}: {exc}")
+
+    def _apply(self, head: Any, fetch: Callable[[str], Any]) -> Read:
+        if not isinstance(head, Mapping) or head.get("v") != WIRE_VERSION:
+            raise ValueError(f"not a dbt-watcher status of wire version {WIRE_VERSION}: {str(head)[:200]}")
+        key = (str(head["gen"]), int(head["attempt"]))
+        changed: set[str] | None = set()
+        if key != self._key:
+            self._reset(key)
+            changed = None
+        closed = int(head["closed"])
+        complete = True
+        for index in range(closed):
+            if index in self._chunks:
+                continue
+            chunk = fetch(chunk_key(key[1], index))
+            if chunk is None:
+                complete = False
+                continue
+            if not isinstance(chunk, list):
+                raise ValueError(f"chunk {index} of attempt {key[1]} is not a list")
+            self._chunks[index] = chunk
+            self._take(chunk, changed)
+        opened = list(head.get("open") or [])
+        seen_closed, seen_open = self._open_seen
+        self._take(opened[seen_open:] if seen_closed == closed else opened, changed)
+        self._open_seen = (closed, len(opened))
+        status = RunStatus(
+            generation=key[0],
+            attempt=key[1],
+            state=str(head["state"]),
+            results=self._results,
+            error=head.get("error"),
+            exit_code=head.get("exit"),
+            final_only=bool(head.get("final_only")),
+            complete=complete,
+            built=bool(head.get("built", True)),
+            seq=int(head["seq"]),
+        )
+        self._last = status
+        return Read(status, frozenset(changed) if changed is not None else None)
+
+    def _take(self, entries: list[Any], changed: set[str] | None) -> None:
+        for entry in entries:
+            result = decode_result(entry)
+            self._results[result.unique_id] = result
+            if changed is not None:
+                changed.add(result.unique_id)
+
+    def _reset(self, key: tuple[str, int] | None) -> None:
+        # A new dict, never a cleared one: a consumer still deciding on the previous snapshot keeps
+        # the results it was handed.
+        self._key, self._chunks, self._results, self._open_seen, self._last = key, {}, {}, (0, 0), None
+
+
+class ChannelWriter:
+    """The single writer of a run's status. Thread-safe: dbt calls :meth:`publish` from its threads.
+
+    A background thread writes the head at most every ``flush_interval`` seconds when something
+    changed, and at least every ``heartbeat`` seconds with a new ``seq`` so readers can tell a live
+    producer from a silent one on their own clock. The writer keeps every entry of the attempt, so
+    its final write restores the whole channel even if somebody emptied the store meanwhile.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        generation: str,
+        attempt: int,
+        heartbeat: float = 1.0,
+        flush_interval: float = 0.2,
+        **head: Any,
+    ) -> None:
+        self._store = store
+        self._generation, self._attempt = generation, attempt
+        self._heartbeat, self._flush_interval = heartbeat, flush_interval
+        self._extra_head = dict(head)
+        self._lock = threading.Lock()
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._thread: threading.Thread | None = None
+        self._entries: list[dict[str, Any]] = []
+        self._bounds: list[int] = []  # entry index where each closed chunk ends
+        self._open_bytes = 0
+        self._chunks_written = 0
+        self._seq = 0
+        self._dirty = True
+        self.writes = 0
+
+    def carry_over(self, previous: RunStatus) -> None:
+        """Start from what earlier attempts of this generation published (before :meth:`start`)."""
+        for result in previous.results.values():
+            self._append(encode_result(result))
+
+    def start(self) -> None:
+        self._flush(RUNNING)
+        self._thread = threading.Thread(target=self._loop, name="dbt-watcher-status", daemon=True)
+        self._thread.start()
+
+    def set_head(self, **fields: Any) -> None:
+        """Change head fields (``built=True`` once dbt starts); written with the next flush."""
+        with self._lock:
+            self._extra_head.update(fields)
+            self._dirty = True
+        self._wake.set()
+
+    def publish(self, result: NodeResult) -> None:
+        entry = encode_result(result.with_attempt(self._attempt))
+        with self._lock:
+            self._append(entry)
+            self._dirty = True
+        self._wake.set()
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        self._entries.append(entry)
+        self._open_bytes += len(json.dumps(entry))
+        first_open = self._bounds[-1] if self._bounds else 0
+        if len(self._entries) - first_open >= CHUNK_RESULTS or self._open_bytes >= CHUNK_BYTES:
+            self._bounds.append(len(self._entries))
+            self._open_bytes = 0
+
+    def finish(self, state: str = FINISHED, error: str | None = None, exit_code: int | None = None) -> None:
+        """Stop the background thread and write the final head (synchronously, retrying for a minute)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        for delay in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0):
+            time.sleep(delay)
+            try:
+                self._flush(state, error, exit_code, rewrite_chunks=True)
+                return
+            except Exception:
+                log.exception("Writing the final dbt-watcher status failed; retrying")
+        raise RuntimeError("dbt-watcher could not write the final status of this run")
+
+    def _loop(self) -> None:
+        last_write = time.monotonic()
+        while not self._stop.is_set():
+            self._wake.wait(timeout=self._heartbeat)
+            if self._stop.is_set():
+                return
+            time.sleep(self._flush_interval)  # let results of the same instant share one write
+            self._wake.clear()
+            with self._lock:
+                due = self._dirty or time.monotonic() - last_write >= self._heartbeat
+            if not due:
+                continue
+            try:
+                self._flush(RUNNING)
+                last_write = time.monotonic()
+            except Exception:
+                # Readers see a silent head and ask Airflow whether the producer still runs; the
+                # next flush carries everything still pending.
+                log.exception("Publishing dbt-watcher status failed; will retry")
+
+    def _flush(
+        self, state: str, error: str | None = None, exit_code: int | None = None, *, rewrite_chunks: bool = False
+    ) -> None:
+        with self._lock:
+            entries, bounds = list(self._entries), list(self._bounds)
+            extra = dict(self._extra_head)
+            self._dirty = False
+            self._seq += 1
+            seq = self._seq
+        try:
+            first = 0 if rewrite_chunks else self._chunks_written
+            for index in range(first, len(bounds)):
+                # Chunks first, head last: a reader never sees a head pointing at a missing chunk.
+                start = bounds[index - 1] if index else 0
+                self._store.set(chunk_key(self._attempt, index), entries[start : bounds[index]])
+                self.writes += 1
+            self._chunks_written = len(bounds)
+            head = {
+                "v": WIRE_VERSION,
+                "gen": self._generation,
+                "attempt": self._attempt,
+                "seq": seq,
+                "state": state,
+                "closed": len(bounds),
+                "open": entries[bounds[-1] if bounds else 0 :],
+                "error": error,
+                "exit": exit_code,
+                **extra,
+            }
+            self._store.set(HEAD, head)
+            self.writes += 1
+        except Exception:
+            with self._lock:
+                self._dirty = True
+            raise

@@ -1,0 +1,123 @@
+"""Every non-public Airflow API dbt-watcher uses, in one place, each with why and what would replace it.
+
+Airflow 3.3's Task SDK gives tasks and triggers a request channel to the execution API
+(``SUPERVISOR_COMMS``) with typed messages; its public wrappers (``XCom.get_one``, ``ti.xcom_pull``)
+go through the configured XCom backend and offer no task-state query. dbt-watcher sends the messages
+itself for three reasons, each noted where it applies: the status channel must stay in the metadata
+database whatever XCom backend a deployment configures (an object-storage backend would turn every
+head write into an upload), consumers need other tasks' states, and a trigger needs the async form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def _comms() -> Any:
+    # Public replacement: none in Task SDK 1.3 (airflow.sdk.execution_time.task_runner is internal).
+    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+    return SUPERVISOR_COMMS
+
+
+def _xcom_get_message(dag_id: str, run_id: str, task_id: str, map_index: int, key: str) -> Any:
+    # Public replacement: XCom.get_one, once it can bypass the XCom backend (see the module docstring).
+    from airflow.sdk.execution_time.comms import GetXCom
+
+    return GetXCom(key=key, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index)
+
+
+def _xcom_value(response: Any) -> Any:
+    return getattr(response, "value", None)
+
+
+def xcom_get(dag_id: str, run_id: str, task_id: str, map_index: int, *, key: str) -> Any:
+    """The raw JSON value of one XCom (None when it does not exist)."""
+    return _xcom_value(_comms().send(_xcom_get_message(dag_id, run_id, task_id, map_index, key)))
+
+
+async def axcom_get(dag_id: str, run_id: str, task_id: str, map_index: int, *, key: str) -> Any:
+    comms = _comms()
+    message = _xcom_get_message(dag_id, run_id, task_id, map_index, key)
+    if not hasattr(comms, "asend"):  # dag.test() runs triggers inline with a synchronous channel
+        return _xcom_value(comms.send(message))
+    return _xcom_value(await comms.asend(message))
+
+
+def xcom_set(dag_id: str, run_id: str, task_id: str, map_index: int, *, key: str, value: Any) -> None:
+    """Write one XCom of the running task as raw JSON (never through an XCom backend)."""
+    # Public replacement: ti.xcom_push, once it can bypass the XCom backend.
+    from airflow.sdk.execution_time.comms import SetXCom
+
+    _comms().send(SetXCom(key=key, value=value, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index))
+
+
+def _task_states_message(
+    dag_id: str, run_id: str, task_ids: Iterable[str] | None, group_id: str | None, map_index: int | None
+) -> Any:
+    # Public replacement: none (the Task SDK has no task-state query for other tasks).
+    from airflow.sdk.execution_time.comms import GetTaskStates
+
+    return GetTaskStates(
+        dag_id=dag_id,
+        run_ids=[run_id],
+        task_ids=sorted(task_ids) if task_ids is not None else None,
+        task_group_id=group_id,
+        map_index=map_index if map_index is not None and map_index >= 0 else None,
+    )
+
+
+def _states_of_run(response: Any, run_id: str, map_index: int | None) -> dict[str, str]:
+    states: Mapping[str, Any] = (getattr(response, "task_states", None) or {}).get(run_id) or {}
+    # Mapped task instances come back as "<task_id>_<map_index>" (execution API get_task_instance_states).
+    suffix = f"_{map_index}" if map_index is not None and map_index >= 0 else ""
+    return {
+        task_id.removesuffix(suffix) if suffix else task_id: str(state)
+        for task_id, state in states.items()
+        if state is not None
+    }
+
+
+def task_states(
+    dag_id: str,
+    run_id: str,
+    *,
+    task_ids: Iterable[str] | None = None,
+    group_id: str | None = None,
+    map_index: int | None = None,
+) -> dict[str, str]:
+    """States of some tasks of one DAG run; tasks without a state are left out.
+
+    Ask by ``task_ids`` whenever the ids are known: asking by ``group_id`` makes Airflow load the
+    whole serialized DAG to find the group's tasks (``_get_group_tasks`` in the execution API).
+    """
+    message = _task_states_message(dag_id, run_id, task_ids, group_id, map_index)
+    return _states_of_run(_comms().send(message), run_id, map_index)
+
+
+async def atask_states(
+    dag_id: str,
+    run_id: str,
+    *,
+    task_ids: Iterable[str] | None = None,
+    group_id: str | None = None,
+    map_index: int | None = None,
+) -> dict[str, str]:
+    comms = _comms()
+    message = _task_states_message(dag_id, run_id, task_ids, group_id, map_index)
+    if not hasattr(comms, "asend"):
+        return _states_of_run(comms.send(message), run_id, map_index)
+    return _states_of_run(await comms.asend(message), run_id, map_index)
+
+
+def runs_inline(context: Mapping[str, Any]) -> bool:
+    """True when the task runs under ``dag.test()``: tasks run one at a time in one process.
+
+    Public signal: dag.test() creates its run with ``triggering_user_name="dag_test"``
+    (``airflow/sdk/definitions/dag.py``); the in-process supervisor channel is the internal one.
+    """
+    dag_run = context.get("dag_run")
+    if getattr(dag_run, "triggering_user_name", None) == "dag_test":
+        return True
+    return type(_comms()).__name__ == "InProcessSupervisorComms"

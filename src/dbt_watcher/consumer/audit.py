@@ -1,0 +1,227 @@
+"""The run audits itself: once every consumer has ended, compare each one's state with dbt's verdict.
+
+``audit=True`` (the default) adds one task, ``dbt_audit``, that starts in the triggerer with the run,
+follows the same shared poll as the consumers and, once the producer's build is over and every
+consumer has ended, checks for each consumer:
+
+* green, but dbt's final word for this run (the channel, which ends with dbt's run_results.json
+  closing record) is not a success of its node and its gating tests, and the consumer did not rebuild
+  the node itself: a **false green** — the audit fails and names each one;
+* not green although dbt reported success: logged as a warning with the consumer's state (a timeout,
+  an upstream consumer that failed, a user's action) — a false red is not a trust problem.
+
+It needs no worker: it ends in the triggerer, and costs one task-state read per tick only after the
+build is over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowException
+from airflow.triggers.base import (
+    BaseEventTrigger,
+    StartTriggerArgs,
+    TaskFailedEvent,
+    TaskSuccessEvent,
+    TriggerEvent,
+)
+
+from dbt_watcher import compat
+from dbt_watcher.channel.store import RunAddress
+from dbt_watcher.consumer.decision import Action, final_decision
+from dbt_watcher.consumer.poller import DEMANDS, Demand, RunPoller, Snapshot
+from dbt_watcher.consumer.trigger import TIMEOUT_GRACE_SECONDS, stream_key
+from dbt_watcher.plan.group_plan import ConsumerTask, Watch
+from dbt_watcher.plan.runtime import GroupRuntime
+
+log = logging.getLogger(__name__)
+
+AUDIT_CLASSPATH = "dbt_watcher.consumer.audit.AuditTrigger"
+AUDIT_TASK_ID = "dbt_audit"
+_ENDED = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+
+
+class AuditTrigger(BaseEventTrigger):
+    """Waits until the build is over and every consumer ended, then compares them with dbt."""
+
+    def __init__(
+        self,
+        *,
+        producer_task_id: str,
+        poke_interval: float,
+        consumers: Mapping[str, Mapping[str, Any]],
+        group_id: str = "",
+        dag_id: str = "",
+        run_id: str = "",
+        map_index: int = -1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        self.producer_task_id = producer_task_id
+        self.poke_interval = float(poke_interval)
+        #: consumer task id -> {"node": unique id, "tests": [gating test ids]}
+        self.consumers = {task: dict(spec) for task, spec in consumers.items()}
+        self.group_id = group_id
+        self.dag_id, self.run_id, self.map_index = dag_id, run_id, int(map_index)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            AUDIT_CLASSPATH,
+            {
+                "producer_task_id": self.producer_task_id,
+                "poke_interval": self.poke_interval,
+                "consumers": self.consumers,
+                "group_id": self.group_id,
+                "dag_id": self.dag_id,
+                "run_id": self.run_id,
+                "map_index": self.map_index,
+            },
+        )
+
+    def _bind(self) -> None:
+        ti = self.task_instance
+        if ti is not None:
+            self.dag_id, self.run_id = ti.dag_id, ti.run_id
+            self.map_index = int(ti.map_index) if getattr(ti, "map_index", None) is not None else -1
+
+    @property
+    def address(self) -> RunAddress:
+        return RunAddress(self.dag_id, self.run_id, self.producer_task_id, self.map_index)
+
+    def shared_stream_key(self) -> Hashable | None:
+        self._bind()
+        return stream_key(self.address)
+
+    @classmethod
+    async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Snapshot]:
+        from dbt_watcher.consumer.trigger import ConsumerTrigger
+
+        async for snapshot in ConsumerTrigger.open_shared_stream(kwargs):
+            yield snapshot
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        self._bind()
+        async for event in self.filter_shared_stream(self.open_shared_stream(self.serialize()[1])):
+            yield event
+            return
+
+    async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
+        self._bind()
+        key = self.shared_stream_key()
+        async for snapshot in shared_stream:
+            view = snapshot.view
+            if view.status is None or not view.status.finished or not view.trusted:
+                continue
+            DEMANDS.setdefault(key, Demand()).ask(self.consumers, snapshot.at + 3 * self.poke_interval + 1)
+            states = view.task_states or {}
+            if not all(states.get(task) in _ENDED for task in self.consumers):
+                continue
+            yield await self._compare(snapshot, states)
+            return
+
+    async def _compare(self, snapshot: Snapshot, states: Mapping[str, str]) -> TriggerEvent:
+        status = snapshot.view.status
+        assert status is not None
+        false_green, false_red = [], []
+        for task, spec in sorted(self.consumers.items()):
+            decision = final_decision(Watch(spec["node"], tuple(spec.get("tests", ()))), status)
+            dbt_green = decision.action is Action.SUCCEED
+            green = states.get(task) == "success"
+            if green and not dbt_green and not await self._rebuilt(task):
+                false_green.append(f"{task}: green, but dbt's verdict for {spec['node']}: {decision.reason}")
+            elif dbt_green and not green:
+                false_red.append(f"{task}: {states.get(task)} although dbt reported success")
+        for line in false_red:
+            self.log.warning(
+                "Not green although dbt succeeded (a timeout, an upstream failure, a user's action): %s", line
+            )
+        if false_green:
+            for line in false_green:
+                self.log.error("FALSE GREEN %s", line)
+            self.log.error(
+                "The audit of %d consumers found %d green without dbt's success.", len(self.consumers), len(false_green)
+            )
+            return TaskFailedEvent()
+        summary: dict[str, Any] = {
+            "consumers": len(self.consumers),
+            "false_green": 0,
+            "not_green_although_dbt_succeeded": len(false_red),
+        }
+        self.log.info(
+            "Audit of %d consumers against dbt's verdict for this run: every green is backed by dbt (%s).",
+            len(self.consumers),
+            summary,
+        )
+        return TaskSuccessEvent(xcoms={"audit": summary})
+
+    async def _rebuilt(self, task_id: str) -> bool:
+        """The consumer rebuilt its node itself and dbt said success then (its ``dbt_result`` XCom)."""
+        a = self.address
+        result = await compat.axcom_get(a.dag_id, a.run_id, task_id, a.map_index, key="dbt_result")
+        return (
+            isinstance(result, Mapping)
+            and result.get("status") in ("success", "pass", "warn")
+            and (result.get("attempt") == 0)
+        )
+
+
+class DbtAuditOperator(BaseSensorOperator):
+    """The ``dbt_audit`` task: starts in the triggerer and ends there (see the module docstring)."""
+
+    ui_color = "#e3f2fd"
+
+    def __init__(self, *, runtime: GroupRuntime, consumers: Sequence[ConsumerTask], **kwargs: Any) -> None:
+        kwargs.setdefault("poke_interval", runtime.poke_interval)
+        kwargs.setdefault("timeout", runtime.timeout_seconds + TIMEOUT_GRACE_SECONDS)
+        super().__init__(**kwargs)
+        self.runtime = runtime
+        self.audited = {c.task_id: {"node": c.watch.unique_id, "tests": list(c.watch.tests)} for c in consumers}
+        self.start_from_trigger = True
+        self.start_trigger_args = StartTriggerArgs(
+            trigger_cls=AUDIT_CLASSPATH,
+            trigger_kwargs=self._trigger_kwargs(),
+            next_method="execute",
+            timeout=timedelta(seconds=runtime.timeout_seconds + TIMEOUT_GRACE_SECONDS),
+        )
+
+    def _trigger_kwargs(self, **bound: Any) -> dict[str, Any]:
+        return {
+            "producer_task_id": self.runtime.producer_task_id,
+            "poke_interval": self.runtime.poke_interval,
+            "consumers": self.audited,
+            "group_id": self.runtime.group_id,
+            **bound,
+        }
+
+    def execute(self, context: Any, event: Any = None) -> Any:
+        # Reached only when the task did not start in the triggerer (dag.test()): audit from here.
+        if compat.runs_inline(context):
+            self.mode = "reschedule"
+        return super().execute(context)
+
+    def poke(self, context: Any) -> bool | PokeReturnValue:
+        ti = context["ti"]
+        trigger = AuditTrigger(
+            **self._trigger_kwargs(dag_id=ti.dag_id, run_id=context["run_id"], map_index=ti.map_index)
+        )
+        address = trigger.address
+        poller = RunPoller(stream_key(address), address, self.runtime.poke_interval)
+        poller.demand.ask(self.audited, time.time() + 60)
+        snapshot = poller.poll_sync()
+        view = snapshot.view
+        if view.status is None or not view.status.finished or not view.trusted:
+            return False
+        states = view.task_states or {}
+        if not all(states.get(task) in _ENDED for task in self.audited):
+            return False
+        event = asyncio.run(trigger._compare(snapshot, states))
+        if isinstance(event, TaskFailedEvent):
+            raise AirflowException("The audit found consumers green without dbt's success; see the lines above.")
+        return PokeReturnValue(True)

@@ -1,0 +1,71 @@
+"""``test_behavior="after_all"``: one task, after every consumer, runs the selection's tests once."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException
+
+from dbt_watcher.channel.channel import StatusChannel
+from dbt_watcher.channel.store import ProducerXComs, RunAddress
+from dbt_watcher.invocation.events import InvocationEvents, NodeResult
+from dbt_watcher.plan.runtime import GroupRuntime
+
+log = logging.getLogger(__name__)
+TESTS_TASK_ID = "dbt_tests"
+
+
+class DbtTestsOperator(BaseOperator):
+    """Runs ``dbt test`` for the group's selection with the run's dbt arguments."""
+
+    ui_color = "#c8e6c9"
+
+    def __init__(self, *, runtime: GroupRuntime, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.runtime = runtime
+
+    def execute(self, context: Any) -> dict[str, int]:
+        rt = self.runtime
+        ti = context["ti"]
+        map_index = ti.map_index if getattr(ti, "map_index", None) is not None else -1
+        channel = StatusChannel(ProducerXComs(RunAddress(ti.dag_id, context["run_id"], rt.producer_task_id, map_index)))
+        invocation, status = channel.read_invocation(), channel.read_all()
+        if invocation is None or status is None:
+            raise AirflowException(
+                "The producer of this run has not started dbt (no record of the run's dbt arguments): "
+                "nothing to test. Clear or retry the producer."
+            )
+        run_path = rt.run_path(ti.dag_id, context["run_id"], map_index, status.generation)
+        target_path = run_path / "tests" / f"try-{ti.try_number}"
+        results: dict[str, NodeResult] = {}
+        with rt.session() as (project, runner):
+            command = project.command(
+                "test",
+                select=rt.selection.select,
+                exclude=rt.selection.exclude,
+                selector=rt.selection.selector,
+                threads=rt.config.threads,
+                target_path=target_path,
+                log_path=target_path / "logs",
+                extra_args=("--no-use-colors", *invocation.dbt_args),
+            ).with_(vars=dict(invocation.vars))
+            outcome = runner.run(
+                command, on_event=InvocationEvents(on_node=lambda r: results.__setitem__(r.unique_id, r))
+            )
+        if not outcome.ran:
+            raise AirflowException(f"dbt test could not run: {outcome.error}")
+        for warned in (r for r in results.values() if r.status == "warn"):
+            log.warning("test %s warned: %s", warned.unique_id, warned.message)
+        summary: dict[str, int] = {}
+        for result in results.values():
+            summary[result.status] = summary.get(result.status, 0) + 1
+        log.info("dbt test: %s", summary)
+        failed = [r for r in results.values() if not r.succeeded]
+        if failed or outcome.exit_code:
+            names = "; ".join(f"{r.unique_id} ({r.status}: {r.message})" for r in failed)
+            raise AirflowException(
+                f"dbt test exited with code {outcome.exit_code}: {len(failed)} tests did not pass: {names}"
+            )
+        return summary

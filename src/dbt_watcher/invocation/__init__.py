@@ -1,0 +1,1 @@
+"""Invocation: run dbt (in this process or another virtualenv's) and turn its events into typed node results."""

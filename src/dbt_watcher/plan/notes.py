@@ -1,0 +1,79 @@
+"""What a user should know about a group before deploying it: logged at parse time, printed by
+``dbt-watcher render``."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from dbt_watcher.plan.overrides import unmatched_keys
+
+if TYPE_CHECKING:
+    from dbt_watcher.config import WatcherConfig
+    from dbt_watcher.plan.group_plan import GroupPlan
+    from dbt_watcher.project.graph import ProjectGraph
+
+log = logging.getLogger("dbt_watcher.plan.render")
+
+
+def log_notes(graph: ProjectGraph, plan: GroupPlan, cfg: WatcherConfig) -> None:
+    for level, message in plan_notes(graph, plan, cfg):
+        log.log(level, "dbt-watcher: %s", message)
+
+
+def plan_notes(graph: ProjectGraph, plan: GroupPlan, cfg: WatcherConfig) -> list[tuple[int, str]]:
+    """What a user should know about a group before deploying it, as (logging level, message).
+
+    Logged while the DAG file is parsed and printed by ``dbt-watcher render``.
+    """
+    notes: list[tuple[int, str]] = [(logging.INFO, f"no task for {uid}: {reason}") for uid, reason in plan.left_out]
+    if graph.disabled:
+        notes.append(
+            (logging.INFO, f"{len(graph.disabled)} disabled dbt nodes have no task: {', '.join(graph.disabled)}")
+        )
+    if cfg.test_behavior == "build":
+        notes.extend(
+            (logging.INFO, f"{test} gates no consumer (it still runs in the build): {reason}")
+            for test, reason in plan.unattached_tests
+        )
+    for key in unmatched_keys(graph, cfg.node_operator_args or {}):
+        notes.append((logging.WARNING, f"node_operator_args key {key!r} matches no node of the group"))
+    if cfg.source_freshness is not False and not any(s.has_freshness for s in graph.sources.values()):
+        notes.append((logging.WARNING, "source_freshness is on but no source of the project has a freshness check"))
+    if cfg.threads is None:
+        notes.append(
+            (logging.INFO, f"threads= is not set: the build uses the target's threads ({graph.target.threads})")
+        )
+    if not cfg.deferrable and len(plan.consumers) > _WORKER_SLOTS_HINT:
+        notes.append(
+            (
+                logging.WARNING,
+                f"deferrable=False holds one worker slot per consumer ({len(plan.consumers)} of them) for the whole "
+                "build; deferrable=True waits in the triggerer instead",
+            )
+        )
+    if cfg.deferrable and len(plan.consumers) > _TRIGGERER_START_HINT:
+        notes.append(
+            (
+                logging.WARNING,
+                f"{len(plan.consumers)} consumers start in the triggerer, and Airflow ships and deserializes the "
+                "whole serialized DAG for each of them: that start-up grows with consumers x DAG size (measured "
+                "at 2,035 models: about 50 consumers started a minute, so most ended long after dbt built their "
+                "nodes). Split the project over several DAGs with select=; see docs/performance.md, "
+                "'Very large groups'",
+            )
+        )
+    return notes
+
+
+_WORKER_SLOTS_HINT = 32  # Airflow's default parallelism: more non-deferrable consumers than this queue up
+# Past this many start-from-trigger consumers, the triggerer's per-run start-up work (measured in
+# docs/performance.md) reaches tens of seconds of CPU on one core.
+_TRIGGERER_START_HINT = 500
+
+
+def plan_summary(plan: GroupPlan) -> str:
+    kinds: dict[str, int] = {}
+    for spec in plan.consumers:
+        kinds[spec.node.resource_type] = kinds.get(spec.node.resource_type, 0) + 1
+    return ", ".join(f"{n} {kind}s" for kind, n in sorted(kinds.items()))

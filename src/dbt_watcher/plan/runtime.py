@@ -1,0 +1,106 @@
+"""What every task of a group knows at run time: the group's config, plus what rendering derived.
+
+Built once per DAG parse and shared by the producer and the consumers of the group. The config is the
+one owner of every setting; the runtime adds only what is derived from the project (its resolved
+paths, the selection, the sources) and from the TaskGroup (ids). Consumers re-resolve nothing: a
+worker that parses the DAG file from its bundle gets the project path inside that bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dbt_watcher.channel.channel import Invocation
+from dbt_watcher.channel.liveness import stale_after
+from dbt_watcher.config import WatcherConfig
+from dbt_watcher.producer.artifacts import run_dir, share
+from dbt_watcher.project.project import DbtProject, Selection, default_cache_dir
+
+if TYPE_CHECKING:
+    from dbt_watcher.invocation.runners import DbtSession
+
+
+@dataclass(frozen=True)
+class GroupRuntime:
+    config: WatcherConfig
+    #: The TaskGroup's full id (prefixed by enclosing groups) and the producer's task id.
+    group_id: str
+    producer_task_id: str
+    project: DbtProject
+    selection: Selection
+    #: Freshness policy (None: no freshness check) and the sources it checks (id -> dbt selector).
+    freshness_policy: Callable[..., Mapping[str, str]] | None = None
+    freshness_sources_by_id: Mapping[str, str] = field(default_factory=dict)
+    #: Asset URI of each source the group reads -> its dbt selector (for only_changed_sources).
+    source_selectors_by_uri: Mapping[str, str] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ settings, from the config
+    @property
+    def poke_interval(self) -> float:
+        return float(self.config.poke_interval)
+
+    @property
+    def timeout_seconds(self) -> float:
+        return self.config.timeout_seconds
+
+    @property
+    def stale_after(self) -> float:
+        return stale_after(self.poke_interval)
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.config.cache_dir) if self.config.cache_dir else default_cache_dir()
+
+    @property
+    def base_invocation(self) -> Invocation:
+        """The run's dbt arguments before templates and the run-time hook."""
+        cfg = self.config
+        return Invocation(dict(cfg.vars or {}), cfg.full_refresh is True, tuple(cfg.dbt_args))
+
+    @property
+    def tests_in_build(self) -> bool:
+        """Whether the producer's build runs dbt tests (and the channel carries them)."""
+        return self.config.test_behavior in ("build", "after_each")
+
+    @property
+    def exclude_tests(self) -> tuple[str, ...]:
+        """dbt arguments that leave tests out of a build, for behaviours that run them elsewhere."""
+        return () if self.tests_in_build else ("--exclude-resource-type", "test", "unit_test")
+
+    @property
+    def producer_resumes(self) -> bool:
+        """Whether a later producer attempt may build nodes an earlier one did not."""
+        return not self.config.producer_retry_skip or self.config.producer_retry == "resume"
+
+    @property
+    def project_key(self) -> str:
+        """Identifies the project and target, e.g. for the partial-parse file kept between runs."""
+        p = self.project
+        return hashlib.sha256(f"{p.project_dir}|{p.profiles_dir}|{p.profile}|{p.target}".encode()).hexdigest()[:24]
+
+    # ------------------------------------------------------------------ places and sessions
+    def session(self) -> DbtSession:
+        """The project and dbt runner for this task (see :func:`dbt_watcher.invocation.runners.dbt_session`)."""
+        from dbt_watcher.invocation.runners import dbt_session
+
+        cfg = self.config
+        return dbt_session(
+            self.project,
+            dbt_executable=str(cfg.dbt_executable) if cfg.dbt_executable else None,
+            connection_id=cfg.connection_id,
+            threads=cfg.threads,
+            install_deps=cfg.install_deps,
+        )
+
+    def run_path(self, dag_id: str, run_id: str, map_index: int, generation: str) -> Path:
+        return run_dir(
+            self.config.artifacts_root(), dag_id, run_id, self.group_id, map_index=map_index, generation=generation
+        )
+
+    def share(self, run_path: Path, folder: Path | None = None) -> str:
+        """Copy a run's artifacts (or one sub-folder) to ``artifacts_url``; where others read them."""
+        return share(run_path, folder or run_path, self.config.artifacts_url)

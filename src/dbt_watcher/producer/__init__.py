@@ -1,0 +1,1 @@
+"""Producer: the one task that runs ``dbt build`` for the group and publishes every node's result."""

@@ -1,0 +1,132 @@
+"""Where a run's dbt artifacts live, and the unified run_results.json.
+
+Layout under the artifacts root (``artifacts_dir=``)::
+
+    <dag_id>/<run_id>~<hash>/<group_id>[~map<i>]/<generation>/
+        run_results.json     unified: one result per node, the latest attempt wins
+        manifest.json        the manifest of the latest producer attempt
+        attempt-1/           dbt's target folder of producer attempt 1 (dbt.log under logs/)
+        local/<task>/try-2/  a consumer's own rebuild
+
+``~<hash>`` (of the exact run id) keeps run ids that differ only in characters a path cannot hold
+(``a:b``, ``a_b``) apart; the generation keeps a DAG run deleted and re-created with the same run id,
+or reprocessed as a whole, apart from the earlier one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.+=-]")
+#: How many folder levels below the artifacts root name one run's folder.
+RUN_DEPTH = 4
+
+
+def _safe(part: str) -> str:
+    cleaned = _UNSAFE.sub("_", part).strip(".") or "_"
+    return cleaned[:100]
+
+
+def run_dir(root: Path, dag_id: str, run_id: str, group_id: str, *, map_index: int, generation: str) -> Path:
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:10]
+    group = _safe(group_id) + (f"~map{map_index}" if map_index >= 0 else "")
+    return root / _safe(dag_id) / f"{_safe(run_id)}~{digest}" / group / _safe(generation)
+
+
+def attempt_dir(run_path: Path, attempt: int) -> Path:
+    return run_path / f"attempt-{attempt}"
+
+
+def local_build_dir(run_path: Path, task_id: str, try_number: int) -> Path:
+    return run_path / "local" / _safe(task_id) / f"try-{try_number}"
+
+
+def _atomic_write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
+
+
+def read_run_results(target: Path) -> dict[str, Any] | None:
+    """dbt's run_results.json in a target folder (None if dbt did not write one)."""
+    path = target / "run_results.json"
+    try:
+        with open(path) as fh:
+            document = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def publish_attempt(run_path: Path, attempt_target: Path) -> None:
+    """Fold one attempt's run_results.json into the unified one and keep its manifest."""
+    results_path = attempt_target / "run_results.json"
+    if not results_path.is_file():
+        return
+    with open(results_path) as fh:
+        latest = json.load(fh)
+    unified_path = run_path / "run_results.json"
+    if unified_path.is_file():
+        with open(unified_path) as fh:
+            unified = json.load(fh)
+        newer = {r["unique_id"] for r in latest.get("results", [])}
+        kept = [r for r in unified.get("results", []) if r.get("unique_id") not in newer]
+        latest["results"] = kept + latest.get("results", [])
+    _atomic_write_json(unified_path, latest)
+    manifest = attempt_target / "manifest.json"
+    if manifest.is_file():
+        shutil.copyfile(manifest, run_path / "manifest.json")
+
+
+def share(run_path: Path, folder: Path, url: str | None) -> str:
+    """Copy ``folder`` (the run folder or a part of it) to object storage under ``url``.
+
+    Returns where the run's artifacts can be read from other machines: the run's URL when ``url``
+    is set, else the local run folder. dbt needs a local target folder, so artifacts are always
+    written locally first and copied after each dbt invocation.
+    """
+    if url is None:
+        return str(run_path)
+    from airflow.sdk import ObjectStoragePath
+
+    root = ObjectStoragePath(url)
+    run_root = root.joinpath(*run_path.parts[-RUN_DEPTH:])  # the same layout as on disk
+    files = [f for f in folder.rglob("*") if f.is_file() and f.name != "partial_parse.msgpack"]
+    for local in files:
+        remote = run_root / local.relative_to(run_path).as_posix()
+        remote.parent.mkdir(parents=True, exist_ok=True)
+        with open(local, "rb") as src, remote.open("wb") as dst:
+            shutil.copyfileobj(src, dst)
+    log.info("Copied %d artifact files of %s to %s", len(files), folder, run_root)
+    return str(run_root)
+
+
+def partial_parse_cache(cache_dir: Path, key: str) -> Path:
+    """A per-project partial-parse file, so every run's fresh target folder still parses fast."""
+    return cache_dir / "partial-parse" / f"{key}.msgpack"
+
+
+def save_partial_parse(attempt_target: Path, cached: Path) -> None:
+    produced = attempt_target / "partial_parse.msgpack"
+    if not produced.is_file():
+        return
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".pp.")
+        os.close(fd)
+        shutil.copyfile(produced, tmp)
+        os.replace(tmp, cached)
+    except OSError as exc:
+        log.info("Could not keep dbt's partial parse file for the next run: %s", exc)

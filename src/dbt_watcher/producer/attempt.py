@@ -1,0 +1,260 @@
+"""One producer attempt that runs dbt: narrow the run, build it once, publish everything, close it.
+
+Kept apart from the operator so the order of events reads top to bottom: narrow the run (source
+freshness, a templated ``select``, changed sources), announce left-out nodes, run the one dbt
+invocation while results stream into the channel, publish dbt's closing record, fold the artifacts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dbt_watcher.channel.channel import FAILED, FINISHED, ChannelWriter, Invocation, RunStatus, StatusChannel
+from dbt_watcher.channel.liveness import heartbeat_interval
+from dbt_watcher.errors import DbtInvocationError
+from dbt_watcher.invocation.events import InvocationEvents, NodeResult
+from dbt_watcher.invocation.runners import Runner, read_freshness
+from dbt_watcher.producer.artifacts import (
+    attempt_dir,
+    partial_parse_cache,
+    publish_attempt,
+    read_run_results,
+    save_partial_parse,
+)
+from dbt_watcher.producer.closing import FAIL_FAST_ARGS, SkipExplainer, closing_record, hook_problems, verdict
+from dbt_watcher.producer.ledger import AttemptRecord, Ledger, LedgerBook
+from dbt_watcher.producer.narrowing import Narrowing, RunScope
+
+if TYPE_CHECKING:
+    from dbt_watcher.invocation.command import DbtCommand
+    from dbt_watcher.plan.runtime import GroupRuntime
+    from dbt_watcher.project.project import DbtProject
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """What one attempt leaves behind."""
+
+    results: Mapping[str, NodeResult]
+    ledger: Ledger
+    record: AttemptRecord
+
+
+@dataclass
+class Attempt:
+    """Everything one producer attempt needs to run dbt."""
+
+    rt: GroupRuntime
+    project: DbtProject
+    runner: Runner
+    channel: StatusChannel
+    book: LedgerBook
+    ledger: Ledger
+    number: int
+    run_path: Path
+    invocation: Invocation
+    previous: RunStatus | None
+    _started: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def target_path(self) -> Path:
+        return attempt_dir(self.run_path, self.number)
+
+    def command(self, name: str, **options: Any) -> DbtCommand:
+        """A dbt command of this attempt: the run's vars, this attempt's target folder."""
+        options.setdefault("target_path", self.target_path)
+        options.setdefault("log_path", self.target_path / "logs")
+        return self.project.command(name, **options).with_(vars=dict(self.invocation.vars))
+
+    def run(
+        self,
+        plan: Sequence[str],
+        *,
+        select: tuple[str, ...] = (),
+        narrowing: Narrowing | None = None,
+        selectors: Mapping[str, str] | None = None,
+    ) -> AttemptOutcome:
+        """Build ``select`` (explicit node selectors), or the group's selection narrowed by ``narrowing``."""
+        scope = RunScope(tuple(plan))
+        if narrowing is not None and narrowing.active:
+            self._prepare()
+            self._narrow(scope, narrowing)
+            if scope.narrowed:
+                select = tuple((selectors or {})[uid] for uid in scope.built)
+        self.ledger = self.book.save(self.ledger.record(AttemptRecord(self.number)))
+        writer = self.channel.writer(
+            generation=self.ledger.generation,
+            attempt=self.number,
+            heartbeat_interval=heartbeat_interval(self.rt.poke_interval),
+            built=self.ledger.built,
+            final_only=self.fail_fast,
+        )
+        results: dict[str, NodeResult] = dict(self.previous.results) if self.previous is not None else {}
+        if self.previous is not None:
+            writer.carry_over(self.previous)
+        writer.start()
+        for left_out in scope.results():
+            results[left_out.unique_id] = left_out.with_attempt(self.number)
+            writer.publish(left_out)
+            log.info("Left out of this run: %s (%s)", left_out.unique_id, left_out.message)
+        if scope.narrowed and not scope.built:
+            log.info("Nothing to build in this run.")
+            return self._close(writer, results, exit_code=0, problem=None, dbt_ran=False)
+        return self._build(writer, results, select)
+
+    @property
+    def fail_fast(self) -> bool:
+        """dbt stops at the first failure: its closing record, not the live events, is final."""
+        flags = self.project.project_yml().get("flags") or {}
+        return (
+            bool(FAIL_FAST_ARGS & set(self.invocation.dbt_args))
+            or os.environ.get("DBT_FAIL_FAST", "").lower() in ("1", "true", "yes")
+            or (isinstance(flags, Mapping) and flags.get("fail_fast") is True)
+        )
+
+    def _prepare(self) -> None:
+        outcome = self.runner.prepare(self.command("parse"))
+        if not outcome.ran:
+            raise DbtInvocationError(f"dbt could not parse the project: {outcome.error}")
+
+    def _narrow(self, scope: RunScope, narrowing: Narrowing) -> None:
+        rt = self.rt
+        if narrowing.freshness:
+            self._check_freshness(scope)
+        if narrowing.select:
+            ids = self.runner.list_ids(
+                self.command("ls", select=tuple(narrowing.select.split()), exclude=rt.selection.exclude)
+            )
+            scope.keep_only(ids, f"not selected in this run (select={narrowing.select!r})")
+        if narrowing.changed_sources is not None:
+            changed = narrowing.changed_sources
+            ids = self.runner.list_ids(self.command("ls", select=tuple(f"{s}+" for s in changed))) if changed else []
+            scope.keep_only(ids, "none of the sources it reads changed in the asset events that triggered this run")
+
+    def _check_freshness(self, scope: RunScope) -> None:
+        rt = self.rt
+        sources = dict(rt.freshness_sources_by_id)
+        self.runner.run(self.command("source freshness", select=tuple(sources.values())))
+        results = read_freshness(self.target_path)
+        if not results:
+            log.warning("dbt source freshness reported no results; nothing is left out")
+            return
+        assert rt.freshness_policy is not None
+        for source_id, reason in rt.freshness_policy(results).items():
+            if source_id in sources:
+                log.warning("%s; leaving out the nodes that read it", reason)
+                scope.exclude(self.runner.list_ids(self.command("ls", select=(f"{sources[source_id]}+",))), reason)
+
+    def _on_dbt_start(self, writer: ChannelWriter) -> None:
+        """dbt starts its first node: from now on this attempt may have changed the warehouse."""
+        with self._started:
+            try:
+                self.channel.write_invocation(self.invocation)
+                self.ledger = self.book.save(self.ledger.record(AttemptRecord(self.number, dbt_started=True)))
+                writer.set_head(built=True)
+            except Exception:
+                # The ledger keeps an older record: a retry then treats this attempt as one that
+                # built nothing and builds everything, never less.
+                log.exception("Could not record that dbt started; a retry will build the whole selection")
+
+    def _build(self, writer: ChannelWriter, results: dict[str, NodeResult], select: tuple[str, ...]) -> AttemptOutcome:
+        rt = self.rt
+        cached_parse = partial_parse_cache(rt.cache_dir, rt.project_key)
+        extra = ["--no-use-colors", *rt.exclude_tests, *self.invocation.dbt_args]
+        # Each attempt gets a fresh target folder; parse from the last run's state (or the project's
+        # own target/), so the build starts as fast as `dbt build` in the project folder would.
+        for parse_state in (cached_parse, self.project.project_dir / "target" / "partial_parse.msgpack"):
+            if parse_state.is_file():
+                extra += ["--partial-parse-file-path", str(parse_state)]
+                break
+        selection = rt.selection
+        command = self.command(
+            "build",
+            select=select or selection.select,
+            exclude=selection.exclude,
+            selector=None if select else selection.selector,
+            threads=rt.config.threads,
+            extra_args=tuple(extra),
+        ).with_(full_refresh=self.invocation.full_refresh)
+        skips = SkipExplainer(self.target_path)
+        events: InvocationEvents
+
+        def on_node(result: NodeResult) -> None:
+            if result.skipped and not result.message:
+                result = replace(result, message=skips.explain(result.unique_id, events.failed))
+            results[result.unique_id] = result.with_attempt(self.number)
+            writer.publish(result)
+
+        events = InvocationEvents(on_node=on_node, on_start=lambda: self._on_dbt_start(writer))
+        log.info("dbt build of attempt %d runs in process %d", self.number, os.getpid())
+        started = time.monotonic()
+        try:
+            outcome = self.runner.run(command, on_event=events)
+        except BaseException as exc:
+            # Killed or crashed mid-build: tell consumers now rather than after a silent head.
+            finish_quietly(writer, f"the producer stopped: {type(exc).__name__}: {exc}")
+            raise
+        if not outcome.ran:
+            error = outcome.error or "dbt could not run"
+            self._record(outcome.exit_code, f"dbt could not run: {error}", events.started)
+            finish_quietly(writer, error, outcome.exit_code)
+            raise DbtInvocationError(f"dbt build could not run: {error}")
+        run_results = read_run_results(self.target_path)
+        for final in closing_record(run_results, results, everything=self.fail_fast):
+            results[final.unique_id] = final.with_attempt(self.number)
+            writer.publish(final)
+        hooks = hook_problems(run_results)
+        problem = None
+        if outcome.exit_code:
+            problem = verdict(results.values(), outcome.exit_code, hooks, None)
+        publish_attempt(self.run_path, self.target_path)
+        save_partial_parse(self.target_path, cached_parse)
+        log_summary(results, time.monotonic() - started, self.run_path)
+        return self._close(
+            writer, results, exit_code=outcome.exit_code, problem=problem, dbt_ran=events.started, hooks=hooks
+        )
+
+    def _close(
+        self,
+        writer: ChannelWriter,
+        results: Mapping[str, NodeResult],
+        *,
+        exit_code: int | None,
+        problem: str | None,
+        dbt_ran: bool,
+        hooks: list[str] | None = None,
+    ) -> AttemptOutcome:
+        record = self._record(exit_code, problem, dbt_ran)
+        writer.finish(FINISHED, "; ".join(hooks) if hooks else None, exit_code)
+        return AttemptOutcome(results, self.ledger, record)
+
+    def _record(self, exit_code: int | None, problem: str | None, dbt_ran: bool) -> AttemptRecord:
+        record = AttemptRecord(self.number, dbt_started=dbt_ran, exit_code=exit_code, problem=problem)
+        self.ledger = self.book.save(self.ledger.record(record))
+        return record
+
+
+def log_summary(results: Mapping[str, NodeResult], seconds: float, run_path: Path | None) -> None:
+    counts = Counter(r.status for r in results.values())
+    text = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no node results"
+    log.info("dbt build: %s in %.1f s%s", text, seconds, f"; artifacts in {run_path}" if run_path else "")
+    for result in results.values():
+        if not (result.succeeded or result.skipped or result.excluded):
+            log.error("%s %s: %s", result.unique_id, result.status, result.message)
+
+
+def finish_quietly(writer: ChannelWriter, error: str, exit_code: int | None = None) -> None:
+    try:
+        writer.finish(FAILED, error, exit_code)
+    except Exception:
+        log.exception("Could not mark the run failed in the status channel")

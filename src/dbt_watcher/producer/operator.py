@@ -1,0 +1,309 @@
+"""The producer task: one ``dbt build`` for the whole selection, every node result published live.
+
+Its Airflow state is dbt's verdict on the run's build: green when the run's dbt invocation exited 0,
+red with dbt's summary otherwise — a failed model or test, a failed project hook (``on-run-start``,
+``on-run-end``), or dbt not running at all. Each model's own verdict is its consumer's.
+
+A later attempt in the same DAG run (a retry or a clear of the producer) never repeats the build
+silently; what it does depends on the run's ledger (:mod:`dbt_watcher.producer.ledger`):
+
+* no attempt of this run started dbt (it died while parsing, say): it builds, as a first attempt;
+* ``producer_retry="skip"`` (default): it publishes what earlier attempts published and ends with
+  their verdict; consumers rebuild their own nodes on their retries;
+* ``producer_retry="resume"``: one dbt invocation for the nodes that failed or never ran — dbt's
+  ``retry`` idea, driven by the channel, so it also works after a crash that left no run_results.json;
+* ``producer_retry_skip=False``: it builds the whole selection again.
+
+A clear of the whole group (a DAG-run clear, a backfill that reprocesses the run) starts a new
+*generation*: a fresh build, whose status no consumer confuses with the earlier one's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import Asset, AssetAlias, BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.log import mask_secret
+
+from dbt_watcher import compat
+from dbt_watcher.channel.channel import FINISHED, Invocation, RunStatus, StatusChannel
+from dbt_watcher.channel.liveness import heartbeat_interval
+from dbt_watcher.channel.store import Mirrored, ProducerXComs, RunAddress, TaskStateStore
+from dbt_watcher.consumer.decision import Action, final_decision
+from dbt_watcher.invocation.events import NodeResult
+from dbt_watcher.lineage import Completion, emit_completions
+from dbt_watcher.plan.group_plan import ConsumerTask
+from dbt_watcher.plan.runtime import GroupRuntime
+from dbt_watcher.producer.attempt import Attempt, log_summary
+from dbt_watcher.producer.ledger import Ledger, LedgerBook
+from dbt_watcher.producer.narrowing import Narrowing
+from dbt_watcher.producer.run_args import call_hook, merge_returned
+
+log = logging.getLogger(__name__)
+
+#: Consumer states after which a consumer does not wait for this run's build any more.
+_CONSUMER_DONE = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+
+
+class DbtProducerOperator(BaseOperator):
+    """Runs ``dbt build`` once for the group and publishes each node's result as it finishes."""
+
+    # Rendered by Airflow before execute: a run can be re-targeted from the trigger form.
+    template_fields = ("dbt_vars", "dbt_full_refresh", "dbt_select")
+    ui_color = "#ff694b"
+    ui_fgcolor = "#ffffff"
+
+    def __init__(
+        self,
+        *,
+        runtime: GroupRuntime,
+        consumers: Sequence[ConsumerTask] = (),
+        alias: AssetAlias | None = None,
+        hook: Callable[..., Any] | None = None,
+        hook_kwargs: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("retries", 1)
+        kwargs.setdefault("retry_delay", timedelta(seconds=10))
+        # The producer is every consumer's critical path: first in line when slots are scarce.
+        kwargs.setdefault("priority_weight", 10_000)
+        kwargs.setdefault("weight_rule", "absolute")
+        super().__init__(outlets=[alias] if alias else [], **kwargs)
+        self.runtime = runtime
+        self.consumers = tuple(consumers)
+        self.alias = alias
+        self.hook = hook
+        self.hook_kwargs = dict(hook_kwargs or {})
+        cfg = runtime.config
+        self.dbt_vars: Any = dict(cfg.vars or {})
+        self.dbt_full_refresh: Any = cfg.full_refresh
+        self.dbt_select: str = cfg.select_template or ""
+
+    def execute(self, context: Any) -> str:
+        ti = context["ti"]
+        rt = self.runtime
+        number = int(ti.try_number)
+        map_index = ti.map_index if getattr(ti, "map_index", None) is not None else -1
+        address = RunAddress(ti.dag_id, context["run_id"], ti.task_id, map_index)
+        mirror = TaskStateStore(context["task_state_store"], retention=rt.config.status_retention)
+        book = LedgerBook(mirror)
+        ledger = self._generation(address, book, int(getattr(context["dag_run"], "clear_number", 0) or 0))
+        previous = StatusChannel(mirror).read_all() if ledger.attempts else None
+        if previous is not None and previous.generation != ledger.generation:
+            previous = None
+        channel = StatusChannel(Mirrored(ProducerXComs(address), mirror))
+        run_path = rt.run_path(address.dag_id, address.run_id, map_index, ledger.generation)
+        run_path.mkdir(parents=True, exist_ok=True)
+        select = self._retry_selection(address, ledger, previous, number)
+        if select is None:
+            self._republish(channel, mirror, ledger, previous, number)
+            results = dict(previous.results) if previous is not None else {}
+        else:
+            invocation = self._invocation(context, mirror, run_path, reuse=ledger.built)
+            with rt.session() as (project, runner):
+                attempt = Attempt(rt, project, runner, channel, book, ledger, number, run_path, invocation, previous)
+                fresh = not ledger.built
+                outcome = attempt.run(
+                    [c.watch.unique_id for c in self.consumers],
+                    select=select,
+                    narrowing=self._narrowing(context) if fresh else None,
+                    selectors={c.watch.unique_id: c.selector for c in self.consumers},
+                )
+            ledger, results = outcome.ledger, dict(outcome.results)
+        status = RunStatus(ledger.generation, number, FINISHED, results)
+        ledger = self._emit_assets(context, book, ledger, status)
+        self._emit_lineage(context, status)
+        if rt.config.callback is not None:
+            log.info("Calling the group's callback with the artifacts folder %s", run_path)
+            rt.config.callback(run_path, context)
+        self._verdict(ledger, status)
+        return rt.share(run_path)
+
+    # ------------------------------------------------------------------ what this attempt does
+    def _generation(self, address: RunAddress, book: LedgerBook, clear_number: int) -> Ledger:
+        """The run's ledger: fresh on a first attempt, and when the whole group was cleared."""
+        ledger = book.load()
+        if ledger is None:
+            return book.save(Ledger.fresh(clear_number))
+        if ledger.clear_number == clear_number:
+            return ledger
+        states = compat.task_states(
+            address.dag_id, address.run_id, group_id=self.runtime.group_id, map_index=address.map_index
+        )
+        if not any(states.get(c.task_id) in _CONSUMER_DONE for c in self.consumers):
+            log.info("Every task of the group was cleared (DAG-run clear or backfill): a new build of this run")
+            return book.save(Ledger.fresh(clear_number))
+        return book.save(replace(ledger, clear_number=clear_number))
+
+    def _retry_selection(
+        self, address: RunAddress, ledger: Ledger, previous: RunStatus | None, number: int
+    ) -> tuple[str, ...] | None:
+        """What this attempt builds: () = the selection, None = nothing, else node selectors."""
+        cfg = self.runtime.config
+        if not ledger.built:
+            if ledger.attempts:
+                log.info("No earlier attempt of this run started dbt: attempt %d builds the selection.", number)
+            return ()
+        if not cfg.producer_retry_skip:
+            log.warning("Attempt %d builds the whole selection again (producer_retry_skip=False).", number)
+            return ()
+        log.warning(
+            "dbt already built in this DAG run (attempts %s); attempt %d does not build the selection again.",
+            [a.number for a in ledger.attempts if a.dbt_started],
+            number,
+        )
+        if cfg.producer_retry != "resume" or previous is None:
+            log.info("Nodes that did not succeed are left to their consumers, which rebuild them on retry.")
+            return None
+        states = compat.task_states(
+            address.dag_id, address.run_id, group_id=self.runtime.group_id, map_index=address.map_index
+        )
+        todo = nodes_to_resume(self.consumers, previous, states)
+        if not todo:
+            log.info("producer_retry='resume': every node already succeeded; nothing to run.")
+            return None
+        log.info("producer_retry='resume': one dbt invocation for %d nodes that did not succeed.", len(todo))
+        return todo
+
+    def _invocation(self, context: Any, mirror: TaskStateStore, run_path: Any, *, reuse: bool) -> Invocation:
+        """The run's dbt arguments: the first build's again once dbt built in this run, else decided now."""
+        if reuse:
+            stored = StatusChannel(mirror).read_invocation()
+            if stored is not None:
+                return stored
+        invocation = replace(
+            self.runtime.base_invocation,
+            vars=dict(self.dbt_vars or {}),
+            full_refresh=_truthy(self.dbt_full_refresh),
+            artifacts=str(run_path),
+        )
+        if self.hook is not None:
+            invocation = merge_returned(invocation, call_hook(self.hook, context, self.hook_kwargs))
+        # vars may carry secrets: values under names Airflow deems sensitive (password, token, api_key,
+        # ...) are masked in every log line from here on, dbt's own lines included.
+        mask_secret(dict(invocation.vars))
+        return invocation
+
+    def _narrowing(self, context: Any) -> Narrowing:
+        """What narrows this run's build (see :mod:`dbt_watcher.producer.narrowing`)."""
+        rt = self.runtime
+        changed = None
+        if rt.config.only_changed_sources:
+            events = context.get("triggering_asset_events") or {}
+            uris = {getattr(asset, "uri", None) for asset in events}
+            if uris:
+                changed = tuple(sorted({sel for uri, sel in rt.source_selectors_by_uri.items() if uri in uris}))
+                log.info("Triggered by asset events; building what is downstream of: %s", changed or "nothing")
+        return Narrowing(
+            freshness=rt.freshness_policy is not None and bool(rt.freshness_sources_by_id),
+            select=self.dbt_select.strip() or None,
+            changed_sources=changed,
+        )
+
+    def _republish(
+        self, channel: StatusChannel, mirror: TaskStateStore, ledger: Ledger, previous: RunStatus | None, number: int
+    ) -> None:
+        """Publish again what earlier attempts published (this try's XComs start empty), build nothing."""
+        stored = StatusChannel(mirror).read_invocation()
+        if stored is not None:
+            channel.write_invocation(stored)
+        writer = channel.writer(
+            generation=ledger.generation,
+            attempt=number,
+            heartbeat_interval=heartbeat_interval(self.runtime.poke_interval),
+            built=ledger.built,
+            final_only=previous.final_only if previous is not None else False,
+        )
+        if previous is not None:
+            writer.carry_over(previous)
+        last = ledger.last_ended
+        writer.start()
+        writer.finish(FINISHED, previous.error if previous is not None else None, last.exit_code if last else None)
+        log_summary(previous.results if previous is not None else {}, 0.0, None)
+
+    def _verdict(self, ledger: Ledger, status: RunStatus) -> None:
+        """Green when the run's build ended with dbt exiting 0; else fail with dbt's summary."""
+        last = ledger.last_ended
+        if last is not None and last.exit_code == 0:
+            return
+        everything_green = all(final_decision(c.watch, status).action is Action.SUCCEED for c in self.consumers)
+        if last is not None and everything_green and self.runtime.config.producer_retry == "resume":
+            log.info(
+                "Every node of the group succeeded in this run (some rebuilt after dbt exited %s).", last.exit_code
+            )
+            return
+        problem = last.problem if last is not None else "the dbt build of this run did not finish"
+        message = f"The dbt build of this run is not green: {problem}"
+        if self.runtime.config.producer_retry == "resume":
+            raise AirflowException(message)  # a retry resumes: it builds what did not succeed
+        raise AirflowFailException(message)  # a retry would build nothing: no point in one
+
+    # ------------------------------------------------------------------ what the group emits
+    def _emit_assets(self, context: Any, book: LedgerBook, ledger: Ledger, status: RunStatus) -> Ledger:
+        """One event per green node whose consumer ends in the triggerer — once per generation."""
+        if self.alias is None:
+            return ledger
+        events = context["outlet_events"][self.alias]
+        emitted = []
+        for consumer in self.consumers:
+            uid = consumer.watch.unique_id
+            if not consumer.producer_emits or consumer.asset_uri is None or uid in ledger.assets_emitted:
+                continue
+            decision = final_decision(consumer.watch, status)
+            if decision.action is Action.SUCCEED and decision.result is not None:
+                events.add(Asset(uri=consumer.asset_uri), extra=decision.result.asset_extra())
+                emitted.append(uid)
+        log.info("Emitting %d asset events for nodes whose consumers ended in the triggerer", len(emitted))
+        if not emitted:
+            return ledger
+        return book.save(replace(ledger, assets_emitted=ledger.assets_emitted | set(emitted)))
+
+    def _emit_lineage(self, context: Any, status: RunStatus) -> None:
+        """OpenLineage COMPLETE events of the consumers that ended in the triggerer (if installed)."""
+        completions = [
+            Completion(c.task_id, c.lineage)
+            for c in self.consumers
+            if c.ends_in_triggerer and final_decision(c.watch, status).action is Action.SUCCEED
+        ]
+        sent = emit_completions(context, completions)
+        if sent:
+            log.info("Sent %d OpenLineage events for consumers that ended in the triggerer", sent)
+
+
+def _truthy(value: Any) -> bool:
+    """``full_refresh`` may arrive rendered from a template: "True", "false", "1", ..."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    return bool(value)
+
+
+def nodes_to_resume(
+    consumers: Sequence[ConsumerTask], previous: RunStatus, consumer_states: Mapping[str, str]
+) -> tuple[str, ...]:
+    """dbt selectors for everything that did not succeed: failed or never-run nodes, failed tests.
+
+    Nodes whose consumer already went green (it rebuilt the node itself), and nodes deliberately
+    left out of the run, are left alone, so no node is built twice.
+    """
+    final = replace(previous, state=FINISHED)
+    selectors: list[str] = []
+    for consumer in consumers:
+        built: NodeResult | None = previous.results.get(consumer.watch.unique_id)
+        if consumer_states.get(consumer.task_id) == "success" or (built is not None and built.excluded):
+            continue
+        if final_decision(consumer.watch, final).action is Action.SUCCEED:
+            continue
+        if built is not None and built.succeeded:
+            selectors.extend(
+                selector
+                for test_id, selector in sorted(consumer.test_selectors.items())
+                if not ((test := previous.results.get(test_id)) and test.succeeded)
+            )
+        else:
+            selectors.append(consumer.selector)
+    return tuple(selectors)

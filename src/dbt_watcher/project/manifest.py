@@ -1,0 +1,203 @@
+"""Turn a dbt project into a :class:`ProjectGraph` with dbt itself (only on a cache miss).
+
+* the manifest: ``target/manifest.json`` when it is newer than every project file and was built
+  for the same adapter, otherwise ``dbt parse`` through dbtRunner;
+* the selection: ``dbt ls`` through dbtRunner on that manifest, so ``select``, ``exclude``,
+  ``selector`` (and YAML default selectors, state methods, indirect test selection) mean exactly
+  what they mean to ``dbt build``;
+* the target's connection facts (adapter type, host, port) for asset URIs, from dbt's profile.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dbt_watcher.errors import ConfigurationError
+from dbt_watcher.invocation.command import DbtCommand, describe_failure, run_dbt
+from dbt_watcher.invocation.runners import SubprocessDbt
+from dbt_watcher.project.graph import DbtNode, DbtSource, ProjectGraph, Relation, Target
+from dbt_watcher.project.project import DbtProject, Selection
+from dbt_watcher.project.target import target_facts
+
+log = logging.getLogger(__name__)
+
+_NODE_TYPES = frozenset({"model", "seed", "snapshot", "test"})
+_QUIET = ("--log-level", "none", "--no-send-anonymous-usage-stats", "--no-use-colors")
+
+
+def build_graph(
+    project: DbtProject,
+    selection: Selection,
+    scratch: Path,
+    newest_mtime: float,
+    *,
+    extra_selections: tuple[str, ...] = (),
+    dbt_executable: str | None = None,
+) -> ProjectGraph:
+    target = target_facts(project, dbt_executable)
+    if dbt_executable:
+        manifest_path, select = _in_subprocess(project, scratch, dbt_executable)
+    else:
+        manifest_path, select = _in_process(project, scratch, newest_mtime, target)
+    selected = select(selection, "the selection")
+    matches = {key: frozenset(select(Selection(select=(key,)), f"the key {key!r}")) for key in extra_selections}
+    # Nodes are read from the manifest's JSON: it is exact, while dbt's typed reader of a written
+    # manifest loses fields of generic tests (attached_node).
+    with open(manifest_path) as fh:
+        document = json.load(fh)
+    nodes = {}
+    for unique_id, raw in document.get("nodes", {}).items():
+        converted = _convert(raw)
+        if converted is not None:
+            nodes[unique_id] = converted
+    return ProjectGraph(
+        project_name=str(document.get("metadata", {}).get("project_name") or project.project_dir.name),
+        nodes=nodes,
+        selected=frozenset(uid for uid in selected if uid in nodes),
+        target=target,
+        disabled=tuple(sorted(document.get("disabled") or {})),
+        sources={uid: _source(raw) for uid, raw in (document.get("sources") or {}).items()},
+        matches=matches,
+    )
+
+
+Selector = Callable[[Selection, str], list[str]]
+
+
+def _in_process(project: DbtProject, scratch: Path, newest_mtime: float, target: Target) -> tuple[Path, Selector]:
+    """target/manifest.json if current, else ``dbt parse``; selection by ``dbt ls`` on that manifest."""
+    manifest_path = project.project_dir / "target" / "manifest.json"
+    manifest = _current_manifest(project, manifest_path, newest_mtime, target)
+    if manifest is None:
+        manifest = _parse(project, scratch)
+        manifest_path = scratch / "target" / "manifest.json"
+
+    def select(selection: Selection, purpose: str) -> list[str]:
+        result = run_dbt(_ls_command(project, selection, scratch), manifest=manifest)
+        if not result.success:
+            raise _selection_error(selection, purpose, describe_failure(result))
+        lines: list[str] = list(result.result or [])  # type: ignore[arg-type]
+        return [json.loads(line)["unique_id"] for line in lines]
+
+    return manifest_path, select
+
+
+def _in_subprocess(project: DbtProject, scratch: Path, executable: str) -> tuple[Path, Selector]:
+    """The same with the dbt of another virtualenv: ``dbt parse`` then ``dbt ls`` as subprocesses."""
+    runner = SubprocessDbt(executable)
+    outcome = runner.run(project.command("parse", **_scratch_options(scratch)))
+    if not outcome.ran:
+        raise ConfigurationError(
+            f"dbt could not parse the project {str(project.project_dir)!r}: {outcome.error}",
+            "Run `dbt parse` in the project folder with the same profile and target, and fix what it reports.",
+        )
+
+    def select(selection: Selection, purpose: str) -> list[str]:
+        try:
+            return runner.list_ids(_ls_command(project, selection, scratch, listing=False))
+        except RuntimeError as exc:
+            raise _selection_error(selection, purpose, str(exc)) from exc
+
+    return scratch / "target" / "manifest.json", select
+
+
+def _ls_command(project: DbtProject, selection: Selection, scratch: Path, *, listing: bool = True) -> DbtCommand:
+    listing_args = ("--output", "json", "--output-keys", "unique_id") if listing else ()
+    return project.command(
+        "ls",
+        select=selection.select,
+        exclude=selection.exclude,
+        selector=selection.selector,
+        target_path=scratch / "target",
+        log_path=scratch / "logs",
+        extra_args=(*listing_args, *(_QUIET if listing else ())),
+    )
+
+
+def _selection_error(selection: Selection, purpose: str, detail: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"dbt could not resolve {purpose} ({selection.describe()}): {detail}",
+        "Check the select/exclude/selector values; `dbt ls` with the same arguments shows what they "
+        "match. A selector= must be defined in the project's selectors.yml.",
+    )
+
+
+def _current_manifest(project: DbtProject, path: Path, newest_mtime: float, target: Target) -> Any:
+    """dbt's manifest object from target/manifest.json, when that file describes this project now."""
+    if not path.is_file() or path.stat().st_mtime < newest_mtime or project.vars:
+        return None
+    try:
+        from dbt.artifacts.schemas.manifest import WritableManifest
+        from dbt.contracts.graph.manifest import Manifest
+
+        manifest = Manifest.from_writable_manifest(WritableManifest.read_and_check_versions(str(path)))
+    except Exception as exc:
+        log.info("Not using %s (%s); parsing the project instead", path, exc)
+        return None
+    if str(manifest.metadata.adapter_type) != target.adapter_type:
+        log.info("%s was built for another adapter; parsing the project instead", path)
+        return None
+    return manifest
+
+
+def _scratch_options(scratch: Path) -> dict[str, Any]:
+    return {"target_path": scratch / "target", "log_path": scratch / "logs", "extra_args": _QUIET}
+
+
+def _parse(project: DbtProject, scratch: Path) -> Any:
+    result = run_dbt(project.command("parse", **_scratch_options(scratch)))
+    if not result.success or result.result is None:
+        raise ConfigurationError(
+            f"dbt could not parse the project {str(project.project_dir)!r}: {describe_failure(result)}",
+            "Run `dbt parse` in the project folder with the same profile and target, and fix what it reports.",
+        )
+    return result.result
+
+
+def _source(raw: dict[str, Any]) -> DbtSource:
+    freshness = raw.get("freshness") or {}
+    configured = bool(raw.get("loaded_at_field") or raw.get("loaded_at_query")) and any(
+        (freshness.get(level) or {}).get("count") for level in ("warn_after", "error_after")
+    )
+    return DbtSource(
+        unique_id=raw["unique_id"],
+        source_name=raw["source_name"],
+        name=raw["name"],
+        relation=Relation(raw.get("database"), raw.get("schema"), raw.get("identifier") or raw["name"]),
+        has_freshness=configured,
+    )
+
+
+def _convert(raw: dict[str, Any]) -> DbtNode | None:
+    resource_type = str(raw.get("resource_type"))
+    if resource_type not in _NODE_TYPES:
+        return None
+    config = raw.get("config") or {}
+    meta = {**(config.get("meta") or {}), **(raw.get("meta") or {})}
+    raw_airflow = meta.get("airflow")
+    airflow_meta: dict[str, Any] = dict(raw_airflow) if isinstance(raw_airflow, dict) else {}
+    relation = None
+    if resource_type != "test":
+        relation = Relation(raw.get("database"), raw.get("schema"), raw.get("alias") or raw["name"])
+    version = raw.get("version")
+    return DbtNode(
+        unique_id=raw["unique_id"],
+        resource_type=resource_type,
+        name=raw["name"],
+        package=raw["package_name"],
+        fqn=tuple(raw["fqn"]),
+        depends_on=tuple((raw.get("depends_on") or {}).get("nodes") or ()),
+        materialized=config.get("materialized"),
+        relation=relation,
+        tags=tuple(raw.get("tags") or ()),
+        airflow_meta=airflow_meta,
+        attached_node=raw.get("attached_node"),
+        version=str(version) if version is not None else None,
+        original_file_path=raw.get("original_file_path", ""),
+        severity=str(config.get("severity") or "") or None,
+        enabled=bool(config.get("enabled", True)),
+    )

@@ -1,0 +1,304 @@
+"""A dbt project on disk, and its node graph from dbt's own manifest and selection engine.
+
+The dag-processor parses a DAG file again and again. Loading a project therefore goes through a
+cache keyed by a hash of the project's files and the selection: an unchanged project never starts
+dbt twice, and a cache hit never even imports dbt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dbt_watcher.errors import ConfigurationError
+from dbt_watcher.invocation.command import DbtCommand
+from dbt_watcher.project.graph import GRAPH_FORMAT, ProjectGraph
+
+log = logging.getLogger(__name__)
+
+# Directories whose contents never change what dbt parses.
+_IGNORED_DIRS = frozenset({".git", ".venv", "venv", "__pycache__", "node_modules", ".dbt_watcher"})
+_IGNORED_SUFFIXES = (".duckdb", ".duckdb.wal", ".pyc", ".log")
+_HASH_CONTENT_LIMIT = 1 << 20  # bigger files (large seeds) are fingerprinted by size and mtime
+_CACHE_FILES_KEPT = 64
+
+_memory_cache: dict[str, ProjectGraph] = {}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A dbt node selection, exactly as dbt's ``--select``/``--exclude``/``--selector`` take it."""
+
+    select: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    selector: str | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.select:
+            parts.append(f"select={' '.join(self.select)!r}")
+        if self.exclude:
+            parts.append(f"exclude={' '.join(self.exclude)!r}")
+        if self.selector:
+            parts.append(f"selector={self.selector!r}")
+        return ", ".join(parts) or "the whole project"
+
+
+@dataclass(frozen=True)
+class DbtProject:
+    """Where a dbt project lives and which profile and target run it."""
+
+    project_dir: Path
+    profiles_dir: Path
+    profile: str | None = None
+    target: str | None = None
+    vars: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def locate(
+        cls,
+        project_dir: str | os.PathLike[str],
+        *,
+        profiles_dir: str | os.PathLike[str] | None = None,
+        profile: str | None = None,
+        target: str | None = None,
+        vars: Mapping[str, Any] | None = None,
+        relative_to: Path | None = None,
+        needs_profiles: bool = True,
+    ) -> DbtProject:
+        """Resolve and check the paths; raise a :class:`ConfigurationError` naming what is wrong."""
+        root = _resolve(project_dir, relative_to)
+        if not root.is_dir():
+            raise ConfigurationError(
+                f"dbt project directory {str(root)!r} does not exist.",
+                "Pass project_dir= the folder that holds dbt_project.yml; a relative path is "
+                "resolved from the folder of the DAG file.",
+            )
+        if not (root / "dbt_project.yml").is_file():
+            raise ConfigurationError(
+                f"{str(root)!r} is not a dbt project: it has no dbt_project.yml.",
+                "Point project_dir= at the folder that holds dbt_project.yml.",
+            )
+        # With connection_id the profile is rendered from an Airflow connection: no profiles.yml needed.
+        found = _find_profiles_dir(root, profiles_dir, relative_to) if needs_profiles else root
+        return cls(
+            project_dir=root,
+            profiles_dir=found,
+            profile=profile,
+            target=target,
+            vars=dict(vars or {}),
+        )
+
+    def command(self, name: str, **options: Any) -> DbtCommand:
+        """A dbt command for this project with its profile, target and vars."""
+        return DbtCommand(
+            command=name,
+            project_dir=self.project_dir,
+            profiles_dir=self.profiles_dir,
+            profile=self.profile,
+            target=self.target,
+            vars=self.vars,
+            **options,
+        )
+
+    def project_yml(self) -> dict[str, Any]:
+        with open(self.project_dir / "dbt_project.yml") as fh:
+            data = yaml.safe_load(fh) or {}
+        return data if isinstance(data, dict) else {}
+
+    def fingerprint(self) -> tuple[str, float]:
+        """A hash of every file dbt may read, and the newest modification time among them."""
+        skip = set(_IGNORED_DIRS)
+        settings = self.project_yml()
+        for key, default in (("target-path", "target"), ("log-path", "logs")):
+            value = settings.get(key, default)
+            skip.add(value if isinstance(value, str) and "{" not in value else default)
+        digest = hashlib.sha256()
+        newest = 0.0
+        for path in sorted(_walk(self.project_dir, skip)):
+            stat = path.stat()
+            newest = max(newest, stat.st_mtime)
+            digest.update(str(path.relative_to(self.project_dir)).encode())
+            if stat.st_size > _HASH_CONTENT_LIMIT:
+                digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+            else:
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+        profiles = self.profiles_dir / "profiles.yml"
+        if profiles.is_file():
+            digest.update(profiles.read_bytes())
+        return digest.hexdigest(), newest
+
+
+def _resolve(path: str | os.PathLike[str], relative_to: Path | None) -> Path:
+    candidate = Path(os.path.expanduser(os.fspath(path)))
+    if not candidate.is_absolute():
+        candidate = (relative_to or Path.cwd()) / candidate
+    return candidate.resolve()
+
+
+def _find_profiles_dir(
+    project_dir: Path, profiles_dir: str | os.PathLike[str] | None, relative_to: Path | None
+) -> Path:
+    # The same search order as dbt: explicit, DBT_PROFILES_DIR, the project folder, ~/.dbt.
+    if profiles_dir is not None:
+        found = _resolve(profiles_dir, relative_to)
+        if not (found / "profiles.yml").is_file():
+            raise ConfigurationError(
+                f"profiles_dir {str(found)!r} holds no profiles.yml.",
+                "Pass profiles_dir= the folder that holds profiles.yml, or leave it out to use "
+                "DBT_PROFILES_DIR, the project folder or ~/.dbt.",
+            )
+        return found
+    candidates = [Path(p) for p in [os.environ.get("DBT_PROFILES_DIR")] if p]
+    candidates += [project_dir, Path.home() / ".dbt"]
+    for candidate in candidates:
+        if (candidate / "profiles.yml").is_file():
+            return candidate.resolve()
+    raise ConfigurationError(
+        f"No profiles.yml found for the dbt project {str(project_dir)!r}.",
+        "Pass profiles_dir=, set DBT_PROFILES_DIR, or put profiles.yml in the project folder.",
+    )
+
+
+def _walk(root: Path, skip: set[str]) -> list[Path]:
+    found: list[Path] = []
+    for current, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in skip and not d.startswith(".")]
+        found.extend(Path(current) / f for f in files if not f.endswith(_IGNORED_SUFFIXES))
+    return found
+
+
+def default_cache_dir() -> Path:
+    """Where parsed graphs are cached: ``$DBT_WATCHER_CACHE_DIR`` or the user's cache folder."""
+    configured = os.environ.get("DBT_WATCHER_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "dbt-watcher"
+
+
+def _dbt_version() -> str:
+    try:
+        return version("dbt-core")
+    except PackageNotFoundError:  # pragma: no cover - dbt is a hard dependency
+        return "unknown"
+
+
+def cache_key(project: DbtProject, selection: Selection, fingerprint: str, extra: tuple[str, ...] = ()) -> str:
+    material = json.dumps(
+        {
+            "format": GRAPH_FORMAT,
+            "dbt": _dbt_version(),
+            "files": fingerprint,
+            "dir": str(project.project_dir),
+            "profile": project.profile,
+            "target": project.target,
+            "vars": project.vars,
+            "select": selection.select,
+            "exclude": selection.exclude,
+            "selector": selection.selector,
+            "extra_selections": extra,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def load_graph(
+    project: DbtProject,
+    selection: Selection,
+    *,
+    cache_dir: Path | None = None,
+    extra_selections: tuple[str, ...] = (),
+    dbt_executable: str | None = None,
+) -> ProjectGraph:
+    """The project's graph and selection: from the cache when the project is unchanged.
+
+    ``extra_selections`` are more dbt selection strings resolved in the same pass (the keys of
+    per-node overrides); what each matched is in ``ProjectGraph.matches``.
+    """
+    fingerprint, newest_mtime = project.fingerprint()
+    key = cache_key(project, selection, fingerprint, extra_selections)
+    if key in _memory_cache:
+        return _memory_cache[key]
+    directory = cache_dir or default_cache_dir()
+    cached = _read_cache(directory / f"{key}.json")
+    if cached is None:
+        from dbt_watcher.project.manifest import build_graph
+
+        with _scratch_dir(directory) as scratch:
+            cached = build_graph(
+                project,
+                selection,
+                scratch,
+                newest_mtime,
+                extra_selections=extra_selections,
+                dbt_executable=dbt_executable,
+            )
+        _write_cache(directory, key, cached)
+    _memory_cache[key] = cached
+    return cached
+
+
+def _read_cache(path: Path) -> ProjectGraph | None:
+    try:
+        with open(path) as fh:
+            return ProjectGraph.from_json(json.load(fh))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_cache(directory: Path, key: str, graph: ProjectGraph) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        # Write then rename: two dag-processor children may race on the same key.
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{key}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(graph.to_json(), fh)
+        os.replace(tmp, directory / f"{key}.json")
+        entries = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for stale in entries[_CACHE_FILES_KEPT:]:
+            stale.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("dbt-watcher could not write its graph cache in %s: %s", directory, exc)
+
+
+class _scratch_dir:
+    """A throw-away dbt target/log folder, so parsing never writes into the project."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = cache_dir
+        self.path: Path | None = None
+
+    def __enter__(self) -> Path:
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            self.path = Path(tempfile.mkdtemp(prefix="parse-", dir=self.cache_dir))
+        except OSError:
+            self.path = Path(tempfile.mkdtemp(prefix="dbt-watcher-parse-"))
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+def as_tuple(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Accept ``"a b"``, ``["a", "b"]`` or ``None`` for select/exclude, like dbt's CLI does."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(value.split())
+    return tuple(str(v) for v in value)

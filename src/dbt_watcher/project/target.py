@@ -1,0 +1,76 @@
+"""The target's connection facts (adapter type, host, port, database, schema, threads) from dbt's
+own profile loader: in this interpreter, or in another virtualenv's (``dbt_executable=``).
+
+The loader is one piece of source text run either way, so both report the same facts. It never
+returns a credential.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from dbt_watcher.errors import ConfigurationError
+from dbt_watcher.project.graph import Target
+from dbt_watcher.project.project import DbtProject
+
+# Executed with exec() here, or with `python -c` by the dbt virtualenv's interpreter.
+LOADER = """
+def profile_facts(project_dir, profiles_dir, profile, target, vars_json):
+    import json, os
+    from argparse import Namespace
+    from dbt.config.runtime import load_profile
+    from dbt.flags import set_from_args
+    from dbt_common.context import set_invocation_context
+    previous = os.getcwd()
+    os.chdir(project_dir)
+    try:
+        # What dbtRunner sets up before it reads a profile: its flags and the env_var() context.
+        set_from_args(Namespace(project_dir=project_dir, profiles_dir=profiles_dir), None)
+        set_invocation_context(dict(os.environ))
+        loaded = load_profile(project_dir, json.loads(vars_json), profile or None, target or None, None)
+    finally:
+        os.chdir(previous)
+    creds = loaded.credentials
+    port = getattr(creds, "port", None)
+    return {
+        "adapter_type": str(creds.type),
+        "profile_name": str(loaded.profile_name),
+        "target_name": str(loaded.target_name),
+        "host": getattr(creds, "host", None),
+        "port": int(port) if port is not None else None,
+        "database": getattr(creds, "database", None),
+        "schema": getattr(creds, "schema", None),
+        "threads": loaded.threads,
+    }
+"""
+
+
+def target_facts(project: DbtProject, dbt_executable: str | None = None) -> Target:
+    args = [
+        str(project.project_dir),
+        str(project.profiles_dir),
+        project.profile or "",
+        project.target or "",
+        json.dumps(dict(project.vars), default=str),
+    ]
+    try:
+        if dbt_executable is None:
+            namespace: dict[str, Any] = {}
+            exec(LOADER, namespace)
+            facts = namespace["profile_facts"](*args)
+        else:
+            python = Path(dbt_executable).parent / "python"
+            script = LOADER + "\nimport json, sys\nprint(json.dumps(profile_facts(*sys.argv[1:])))\n"
+            out = subprocess.run([str(python), "-c", script, *args], capture_output=True, text=True, check=True)
+            facts = json.loads(out.stdout.strip().splitlines()[-1])
+    except Exception as exc:
+        detail = getattr(exc, "stderr", None) or exc
+        raise ConfigurationError(
+            f"dbt could not load profile {project.profile or '(from dbt_project.yml)'!r}, target "
+            f"{project.target or '(default)'!r} from {str(project.profiles_dir)!r}: {detail}",
+            "Check profile=/target= and profiles.yml; `dbt debug` in the project folder shows the problem.",
+        ) from exc
+    return Target.from_json(facts)

@@ -1,0 +1,276 @@
+"""The producer's attempts, retries and verdicts with a fake dbt runner (the real stack proves the rest)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from dbt_watcher import compat
+from dbt_watcher.channel.channel import StatusChannel
+from dbt_watcher.channel.store import MemoryStore
+from dbt_watcher.config import WatcherConfig
+from dbt_watcher.consumer.decision import Action, final_decision
+from dbt_watcher.invocation.runners import Outcome
+from dbt_watcher.plan.group_plan import ConsumerSpec, ConsumerTask, Watch
+from dbt_watcher.plan.runtime import GroupRuntime
+from dbt_watcher.producer.ledger import LedgerBook
+from dbt_watcher.producer.operator import DbtProducerOperator, nodes_to_resume
+from dbt_watcher.project.project import DbtProject, Selection
+
+from ..conftest import JAFFLE_SHOP
+from .graphs import model
+
+A, B = "model.shop.a", "model.shop.b"
+TEST_B = "test.shop.not_null_b.abc"
+PRODUCER = "shop.dbt_producer"
+
+
+def node_events(uid: str, status: str) -> list[tuple[str, dict[str, Any]]]:
+    info = {"unique_id": uid, "resource_type": uid.split(".")[0]}
+    return [("NodeStart", {"node_info": info}), ("NodeFinished", {"node_info": info, "run_result": {"status": status}})]
+
+
+class FakeRunner:
+    """Plays dbt's events, writes its run_results.json, exits with ``code``; or dies at ``die_after``."""
+
+    def __init__(
+        self,
+        events: list[tuple[str, dict[str, Any]]],
+        code: int = 0,
+        *,
+        die_after: int | None = None,
+        run_results: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.events, self.code, self.die_after, self.run_results = events, code, die_after, run_results
+        self.commands: list[Any] = []
+
+    def prepare(self, command: Any) -> Outcome:
+        return Outcome(True)
+
+    def list_ids(self, command: Any) -> list[str]:
+        return []
+
+    def run(self, command: Any, on_event: Any = None) -> Outcome:
+        self.commands.append(command)
+        for i, (name, data) in enumerate(self.events):
+            if self.die_after is not None and i >= self.die_after:
+                raise SystemExit("killed")  # what a SIGTERM looks like to the task
+            on_event(name, data)
+        results = self.run_results
+        if results is None:
+            results = [
+                {"unique_id": d["node_info"]["unique_id"], "status": d["run_result"]["status"]}
+                for n, d in self.events
+                if n == "NodeFinished"
+            ]
+        command.target_path.mkdir(parents=True, exist_ok=True)
+        (command.target_path / "run_results.json").write_text(json.dumps({"results": results}))
+        return Outcome(True, exit_code=self.code)
+
+
+class Stage:
+    """One DAG run of a two-model group: the producer's XComs, its Task State Store, Airflow's states."""
+
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **config: Any) -> None:
+        self.xcoms, self.tss = MemoryStore(), TaskStateStoreFake()
+        self.states: dict[str, str] = {}
+        self.clear_number = 0
+        cfg = WatcherConfig(project_dir=str(JAFFLE_SHOP), artifacts_dir=str(tmp_path / "artifacts"), **config)
+        project = DbtProject(JAFFLE_SHOP, JAFFLE_SHOP)
+        runtime = GroupRuntime(cfg, "shop", PRODUCER, project, Selection())
+        consumers = [
+            ConsumerTask(
+                f"shop.{uid.split('.')[-1]}",
+                ConsumerSpec(uid.split(".")[-1], model(uid.split(".")[-1]), (), ()),
+                Watch(uid, tests, (), runtime.producer_resumes),
+                f"fqn:shop.{uid}",
+                {t: f"sel:{t}" for t in tests},
+            )
+            for uid, tests in ((A, ()), (B, (TEST_B,)))
+        ]
+        self.producer = DbtProducerOperator(task_id="dbt_producer", runtime=runtime, consumers=consumers)
+        self.runner: FakeRunner | None = None
+
+        @contextlib.contextmanager
+        def session(_: Any) -> Iterator[tuple[DbtProject, FakeRunner]]:
+            assert self.runner is not None
+            yield project, self.runner
+
+        monkeypatch.setattr(GroupRuntime, "session", session)
+        monkeypatch.setattr(compat, "xcom_set", lambda *a, key, value: self.xcoms.set(key, value))
+        monkeypatch.setattr(compat, "xcom_get", lambda *a, key: self.xcoms.get(key))
+        monkeypatch.setattr(compat, "task_states", lambda *a, **kw: dict(self.states))
+
+    def attempt(self, number: int, runner: FakeRunner | None) -> str:
+        """Run producer try ``number``; a new try starts with empty XComs, as in Airflow."""
+        self.runner = runner
+        self.xcoms.data.clear()
+        context = {
+            "ti": SimpleNamespace(try_number=number, map_index=-1, dag_id="d", task_id=PRODUCER),
+            "run_id": "r1",
+            "dag_run": SimpleNamespace(clear_number=self.clear_number),
+            "task_state_store": self.tss,
+            "outlet_events": {},
+        }
+        return str(self.producer.execute(context))
+
+    def status(self) -> Any:
+        return StatusChannel(self.xcoms).read_all()
+
+    def ledger(self) -> Any:
+        return LedgerBook(self.tss).load()
+
+
+class TaskStateStoreFake(MemoryStore):
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key)
+
+    def set(self, key: str, value: Any, retention: Any = None) -> None:  # type: ignore[override]
+        super().set(key, value)
+
+
+GOOD = [*node_events(A, "success"), *node_events(B, "success"), *node_events(TEST_B, "pass")]
+
+
+def test_a_clean_build_is_green_and_records_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stage = Stage(tmp_path, monkeypatch)
+    stage.attempt(1, FakeRunner(GOOD))
+    status = stage.status()
+    assert status.state == "finished" and status.exit_code == 0 and status.built
+    assert StatusChannel(stage.xcoms).read_invocation() is not None  # written when dbt started its first node
+    ledger = stage.ledger()
+    assert ledger.attempts[0].dbt_started and ledger.last_ended.exit_code == 0
+
+
+def test_a_failed_model_makes_the_producer_red_without_a_pointless_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage = Stage(tmp_path, monkeypatch)
+    events = [*node_events(A, "error"), *node_events(B, "skipped")]
+    with pytest.raises(AirflowFailException, match=r"dbt exited with code 1.*model\.shop\.a \(error\)"):
+        stage.attempt(1, FakeRunner(events, code=1))
+    assert stage.status().results[A].status == "error"
+
+
+def test_a_failed_project_hook_makes_the_producer_red_while_nodes_stay_green(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # kind 6: every node succeeded, dbt exited 1 because on-run-end failed
+    stage = Stage(tmp_path, monkeypatch)
+    hook = {
+        "unique_id": "operation.shop.shop-on-run-end-0",
+        "status": "error",
+        "message": "relation audit does not exist",
+    }
+    results = [
+        {"unique_id": A, "status": "success"},
+        {"unique_id": B, "status": "success"},
+        {"unique_id": TEST_B, "status": "pass"},
+        hook,
+    ]
+    with pytest.raises(AirflowFailException, match="on-run-end-0 error: relation audit does not exist"):
+        stage.attempt(1, FakeRunner(GOOD, code=1, run_results=results))
+    status = stage.status()
+    assert final_decision(stage.producer.consumers[1].watch, status).action is Action.SUCCEED
+    assert "relation audit" in (status.error or "")
+
+
+def test_an_attempt_that_died_before_dbt_started_is_retried_as_a_first_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # kind 5: nothing was built, so there is no record to rebuild nodes with, and the retry builds all
+    stage = Stage(tmp_path, monkeypatch)
+    with pytest.raises(SystemExit):
+        stage.attempt(1, FakeRunner(GOOD, die_after=0))
+    assert not stage.ledger().built and StatusChannel(stage.tss).read_invocation() is None
+    runner = FakeRunner(GOOD)
+    stage.attempt(2, runner)
+    assert len(runner.commands) == 1 and runner.commands[0].select == ()  # the whole selection
+    assert stage.status().results[A].attempt == 2
+
+
+def test_a_skip_retry_after_a_crash_republishes_builds_nothing_and_stays_red(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage = Stage(tmp_path, monkeypatch)
+    with pytest.raises(SystemExit):
+        stage.attempt(1, FakeRunner(GOOD, die_after=3))  # a built; b started, never finished
+    runner = FakeRunner(GOOD)
+    with pytest.raises(AirflowFailException, match="did not finish"):
+        stage.attempt(2, runner)
+    assert runner.commands == []
+    status = stage.status()
+    assert status.results[A].status == "success" and B not in status.results and status.attempt == 2
+
+
+def test_a_resume_retry_builds_only_what_did_not_succeed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stage = Stage(tmp_path, monkeypatch, producer_retry="resume")
+    with pytest.raises(AirflowException):
+        stage.attempt(1, FakeRunner([*node_events(A, "success"), *node_events(B, "error")], code=1))
+    runner = FakeRunner([*node_events(B, "success"), *node_events(TEST_B, "pass")])
+    stage.attempt(2, runner)
+    assert runner.commands[0].select == (f"fqn:shop.{B}",)
+    assert final_decision(stage.producer.consumers[1].watch, stage.status()).action is Action.SUCCEED
+
+
+def test_a_whole_group_clear_is_a_new_generation_and_a_fresh_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # kind 3: a DAG-run clear or a backfill reprocess; the earlier status must not count as built
+    stage = Stage(tmp_path, monkeypatch)
+    stage.attempt(1, FakeRunner(GOOD))
+    first = stage.status().generation
+    stage.clear_number, stage.states = 1, {"shop.a": "none", "shop.b": "none"}
+    runner = FakeRunner(GOOD)
+    stage.attempt(2, runner)
+    assert len(runner.commands) == 1 and stage.status().generation != first
+
+
+def test_clearing_only_the_producer_does_not_build_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stage = Stage(tmp_path, monkeypatch)
+    stage.attempt(1, FakeRunner(GOOD))
+    first = stage.status().generation
+    stage.clear_number, stage.states = 1, {"shop.a": "success", "shop.b": "success"}
+    runner = FakeRunner(GOOD)
+    stage.attempt(2, runner)  # green: the run's build exited 0
+    assert runner.commands == [] and stage.status().generation == first
+
+
+def test_with_fail_fast_the_closing_record_is_published_and_final(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage = Stage(tmp_path, monkeypatch, dbt_args=["--fail-fast"])
+    events = [*node_events(A, "error"), *node_events(B, "success")]
+    results = [
+        {"unique_id": A, "status": "error"},
+        {"unique_id": B, "status": "skipped", "message": "Skipping due to fail_fast"},
+    ]
+    with pytest.raises(AirflowFailException):
+        stage.attempt(1, FakeRunner(events, code=1, run_results=results))
+    status = stage.status()
+    assert status.final_only and status.results[B].status == "skipped" and status.results[B].closing
+    assert final_decision(stage.producer.consumers[1].watch, status).action is Action.FAIL
+
+
+def test_resume_rebuilds_failed_nodes_and_tests_not_green_consumers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage = Stage(tmp_path, monkeypatch)
+    stage.attempt(1, FakeRunner(GOOD))
+    previous = stage.status()
+    consumers = stage.producer.consumers
+    assert nodes_to_resume(consumers, previous, {}) == ()
+    from dataclasses import replace
+
+    from dbt_watcher.invocation.events import NodeResult
+
+    broken: Mapping[str, NodeResult] = {**previous.results, TEST_B: NodeResult(TEST_B, "fail")}
+    assert nodes_to_resume(consumers, replace(previous, results=broken), {}) == (f"sel:{TEST_B}",)
+    assert nodes_to_resume(consumers, replace(previous, results=broken), {"shop.b": "success"}) == ()
