@@ -12,7 +12,6 @@ from pathlib import Path
 
 from devstack.stack import AirflowStack
 
-from .conftest import xcom
 
 _START = re.compile(r"\d+ of \d+ START (?:sql|python|seed|snapshot)[\w ]*? (?:model|file|snapshot) ([\w.-]+)")
 
@@ -65,7 +64,12 @@ def run(stack: AirflowStack, dag_id: str, conf: dict[str, object] | None = None,
 
 
 def artifacts(stack: AirflowStack, outcome: Outcome, group: str = "shop") -> Path:
-    return Path(xcom(stack, outcome.dag_id, outcome.run_id, f"{group}.dbt_producer"))
+    """The run's artifacts folder (from the producer's invocation record: present even when it failed)."""
+    from .oracle import run_folder
+
+    folder = run_folder(stack, outcome.dag_id, outcome.run_id, group)
+    assert folder is not None, f"no dbt invocation record for run {outcome.run_id}"
+    return folder
 
 
 def builds(folder: Path) -> Counter[str]:

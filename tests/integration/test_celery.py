@@ -23,7 +23,8 @@ from devstack import services
 from devstack.stack import REPO, AirflowStack
 
 from .conftest import xcom
-from .scenario import Outcome, assert_all_green, run
+from .oracle import assert_verdicts
+from .scenario import Outcome, artifacts, assert_all_green, run
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +100,9 @@ def test_celery_queues_producer_on_dbt_workers_consumers_in_the_triggerer(celery
     states = failed.group()
     assert states["orders_enriched"] == "failed"
     assert states["stg_orders"] == states["stg_customers"] == "success", states
+    assert states["dbt_producer"] == "failed"  # dbt exited 1: the build of this run is not green
     assert failed.states["report"] == "success"
+    assert_verdicts(stack, failed)
 
     tis = {ti["task_id"]: ti for ti in stack.task_instances(DAG, failed.run_id)}
     assert tis["shop.dbt_producer"]["queue"] == "dbt" and tis["shop.dbt_producer"]["hostname"] == "dbt-worker"
@@ -115,7 +118,7 @@ def test_celery_queues_producer_on_dbt_workers_consumers_in_the_triggerer(celery
     # worker) and the consumer rebuild's own run_results next to them.
     statuses = xcom(stack, DAG, failed.run_id, "report")
     assert statuses["model.shop.orders_enriched"] == "error" and statuses["model.shop.stg_orders"] == "success"
-    shared = Path(xcom(stack, DAG, failed.run_id, "shop.dbt_producer").removeprefix("file://"))
+    shared = artifacts(stack, failed)
     assert (shared / "manifest.json").is_file()
     rebuild = json.loads((shared / "local" / "shop.orders_enriched" / "try-2" / "run_results.json").read_text())
     assert {r["unique_id"]: r["status"] for r in rebuild["results"]}["model.shop.orders_enriched"] == "error"
@@ -124,7 +127,7 @@ def test_celery_queues_producer_on_dbt_workers_consumers_in_the_triggerer(celery
     assert_all_green(stack, good)
     ran = {w: workloads(stack, w) - before[w] - ran[w] for w in WORKERS}
     assert sum(ran["dbt-worker"].values()) == 1 and sum(ran["default-worker"].values()) == 1
-    consumers = len(good.group()) - 1
+    consumers = len(good.group()) - 2  # the producer and the audit
     print(  # the numbers the note reports (run with -s to see them)
         f"\nCelery: {consumers} consumers; tasks per worker: dbt-worker {dict(ran['dbt-worker'])}, "
         f"default-worker {dict(ran['default-worker'])}; wall time {wall_seconds(stack, good):.1f} s"

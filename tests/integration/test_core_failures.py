@@ -9,6 +9,8 @@ import pytest
 from devstack.stack import AirflowStack
 
 from .conftest import asset_events
+from .oracle import assert_verdicts
+from .scenario import Outcome
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +22,9 @@ def test_a_failing_model_turns_red_with_dbts_message_and_its_descendants_never_g
     run_id = stack.trigger(DAG, conf={"fail_model": "orders_enriched"})
     assert stack.wait_for_run(DAG, run_id, timeout=300) == "failed"
     states = stack.task_states(DAG, run_id)
-    assert states["shop.dbt_producer"] == "success"  # dbt ran; the failure belongs to the model
+    assert states["shop.dbt_producer"] == "failed"  # dbt exited 1: the run's build is not green
+    assert states["shop.dbt_audit"] == "success"  # and every consumer agrees with dbt
+    assert_verdicts(stack, Outcome(DAG, run_id, "failed", states))
     assert states["shop.orders_enriched"] == "failed"
     assert states["shop.order_totals"] == "failed"  # dbt skipped it: never green
     assert states["done"] == "upstream_failed"
@@ -34,6 +38,9 @@ def test_a_failing_model_turns_red_with_dbts_message_and_its_descendants_never_g
     assert "skipped" in skipped_log
     producer_log = stack.task_log(DAG, run_id, "shop.dbt_producer")
     assert "Running with dbt=" in producer_log and "START sql table model" in producer_log
+    assert "dbt exited with code 1" in producer_log and "model.shop.orders_enriched (error)" in producer_log
+    skipped_log = stack.task_log(DAG, run_id, "shop.order_totals")
+    assert "model.shop.orders_enriched (error)" in skipped_log  # a skipped node names what failed upstream
 
     uris = {uri for uri, _, _ in asset_events(stack, DAG, run_id)}
     assert not any(u.endswith("/orders_enriched") or u.endswith("/order_totals") for u in uris)
@@ -47,6 +54,7 @@ def test_a_failing_test_fails_the_model_it_is_attached_to_and_names_it(stack: Ai
     states = stack.task_states(DAG, run_id)
     assert states["shop.customer_stats"] == "failed"
     assert states["shop.orders_enriched"] == "success"
+    assert_verdicts(stack, Outcome(DAG, run_id, "failed", states))
     assert "customer_stats_valid" in stack.task_log(DAG, run_id, "shop.customer_stats")
 
 
@@ -54,14 +62,19 @@ def test_the_group_polls_once_per_tick_not_once_per_consumer(stack: AirflowStack
     stack.wait_for_dags([DAG])
     run_id = stack.trigger(DAG, conf={"sleep_seconds": 3})
     assert stack.wait_for_run(DAG, run_id, timeout=300) == "success"
-    consumers = [t for t in stack.task_states(DAG, run_id) if t.startswith("shop.") and t != "shop.dbt_producer"]
-    pattern = r"Shared poll of shop for this run so far: (\d+) ticks, (\d+) status reads, (\d+) task-state reads"
+    consumers = [
+        t
+        for t in stack.task_states(DAG, run_id)
+        if t.startswith("shop.") and t not in ("shop.dbt_producer", "shop.dbt_audit")
+    ]
+    pattern = r"Poll of shop for this run so far: (\d+) ticks, (\d+) channel reads, (\d+) task-state reads"
     costs = []
     for task_id in consumers:
         found = re.findall(pattern, stack.task_log(DAG, run_id, task_id))
         assert found, f"{task_id} reports the shared poll's cost when it ends"
         costs.append(tuple(map(int, found[-1])))
     ticks, reads, state_reads = max(costs)  # the last consumer to end saw the whole run's cost
-    print(f"{len(consumers)} consumers: {ticks} ticks, {reads} status reads, {state_reads} task-state reads")
+    print(f"{len(consumers)} consumers: {ticks} ticks, {reads} channel reads, {state_reads} task-state reads")
     assert reads <= ticks + 1  # one head per tick (plus closed chunks, none at this size)
     assert ticks < 3 * len(consumers)
+    assert state_reads < ticks  # Airflow's states only when a decision needs them

@@ -11,6 +11,8 @@ import pytest
 from devstack.stack import AirflowStack
 
 from .conftest import asset_events, wait_for_asset_run, xcom
+from .oracle import assert_verdicts
+from .scenario import Outcome
 
 pytestmark = pytest.mark.integration
 
@@ -23,9 +25,12 @@ def _check_run(stack: AirflowStack, dag_id: str, group: str, uri_prefix: str, re
     assert stack.wait_for_run(dag_id, run_id, timeout=300) == "success"
     tis = stack.task_instances(dag_id, run_id)
     states = {ti["task_id"]: ti["state"] for ti in tis}
-    consumers = [t for t in states if t.startswith(f"{group}.") and t != f"{group}.dbt_producer"]
+    consumers = [
+        t for t in states if t.startswith(f"{group}.") and t not in (f"{group}.dbt_producer", f"{group}.dbt_audit")
+    ]
     assert len(consumers) == MODELS_SEEDS_SNAPSHOTS
     assert set(states.values()) == {"success"}, states
+    assert_verdicts(stack, Outcome(dag_id, run_id, "success", states), group)
 
     # the producer built once: one try, one attempt folder, every node once in run_results.json
     producer = next(ti for ti in tis if ti["task_id"] == f"{group}.dbt_producer")

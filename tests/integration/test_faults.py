@@ -14,6 +14,7 @@ import pytest
 from devstack.stack import AirflowStack
 
 from .conftest import asset_events
+from .oracle import assert_verdicts
 from .scenario import artifacts, assert_all_green, builds, finish, run, tries, trigger, wait_until
 
 pytestmark = pytest.mark.integration
@@ -45,8 +46,9 @@ def test_model_sql_error_on_duckdb_and_postgres(stack: AirflowStack) -> None:
         out = finish(stack, dag, runs[dag])
         states = out.group()
         assert out.state == "failed"
-        assert states["dbt_producer"] == "success"
+        assert states["dbt_producer"] == "failed"  # dbt exited 1
         assert states["orders_enriched"] == "failed" and states["order_totals"] == "failed"
+        assert_verdicts(stack, out)
         assert all(states[n] == "success" for n in nodes(slow) if n not in ("orders_enriched", "order_totals"))
         assert out.states["done"] == "upstream_failed"
         counts = builds(artifacts(stack, out))
@@ -61,6 +63,7 @@ def test_test_failure_under_build_on_duckdb_and_postgres(stack: AirflowStack) ->
         states = out.group()
         assert states["customer_stats"] == "failed"
         assert all(states[n] == "success" for n in nodes(slow) if n != "customer_stats")
+        assert_verdicts(stack, out)
         assert "customer_stats_valid" in stack.task_log(dag, out.run_id, "shop.customer_stats")
         assert all(c == 1 for c in builds(artifacts(stack, out)).values())
 
@@ -96,9 +99,12 @@ def test_producer_killed_mid_build_on_duckdb_and_postgres(stack: AirflowStack) -
         killed_at[dag] = datetime.now(timezone.utc)
     for dag, slow in dags.items():
         out = finish(stack, dag, runs[dag], timeout=400)
-        assert_all_green(stack, out)
+        assert_verdicts(stack, out)
+        assert all(out.group()[n] == "success" for n in nodes(slow)) and out.group()["dbt_audit"] == "success"
         producer = tries(stack, dag, out.run_id, "shop.dbt_producer")
-        assert [t[1] for t in producer] == ["failed", "success"]  # killed, then finished without building
+        # killed; its retry published what was built, built nothing, and is red: dbt never finished the build
+        assert [t[1] for t in producer] == ["failed", "failed"]
+        assert "did not finish" in stack.task_log(dag, out.run_id, "shop.dbt_producer", try_number=2)
         folder = artifacts(stack, out)
         assert sorted(p.name for p in folder.glob("attempt-*")) == ["attempt-1"]
         counts = builds(folder)
@@ -122,6 +128,9 @@ def test_producer_resume_mode_reruns_only_what_failed_in_one_invocation(stack: A
     dag = "shop_resume"
     out = run(stack, dag, {"flaky": True})
     assert out.group()["flaky"] == "failed" and out.group()["flaky_child"] == "failed"
+    assert_verdicts(stack, out)
+    # dbt exited 1, so the producer failed and its automatic retry resumed: flaky failed again
+    assert [t[1] for t in tries(stack, dag, out.run_id, "shop.dbt_producer")] == ["failed", "failed"]
     (workspace / "projects" / "shop" / "flaky_input.csv").write_text("x\n1\n")
     try:
         stack.clear_tasks(dag, out.run_id, ["shop.dbt_producer", "shop.flaky", "shop.flaky_child", "done"])
@@ -129,13 +138,14 @@ def test_producer_resume_mode_reruns_only_what_failed_in_one_invocation(stack: A
     finally:
         (workspace / "projects" / "shop" / "flaky_input.csv").unlink()
     assert_all_green(stack, out)
+    assert_verdicts(stack, out)
     folder = artifacts(stack, out)
-    assert sorted(p.name for p in folder.glob("attempt-*")) == ["attempt-1", "attempt-2"]
+    assert sorted(p.name for p in folder.glob("attempt-*")) == ["attempt-1", "attempt-2", "attempt-3"]
     assert not (folder / "local").exists()  # consumers waited for the producer instead of rebuilding
-    attempt2 = builds(folder / "attempt-2")
-    assert set(attempt2) == {"flaky", "flaky_child"}  # one invocation, only what had not succeeded
+    assert set(builds(folder / "attempt-2")) == {"flaky"}  # the automatic retry: flaky failed again
+    assert set(builds(folder / "attempt-3")) == {"flaky", "flaky_child"}  # one invocation, what had not succeeded
     counts = builds(folder)
-    assert counts["flaky"] == 2 and counts["flaky_child"] == 1
+    assert counts["flaky"] == 3 and counts["flaky_child"] == 1
     assert all(counts[n] == 1 for n in nodes(DUCK_SLOW) if n not in ("flaky", "flaky_child"))
 
 
@@ -149,7 +159,13 @@ def test_ui_clear_of_a_failed_branch_rebuilds_it_in_dbt_order(stack: AirflowStac
         out = finish(stack, dag, out.run_id)
     finally:
         (workspace / "projects" / "shop" / "flaky_input.csv").unlink()
-    assert_all_green(stack, out)
+    # the branch is green now; the producer stays red (its dbt invocation exited 1) until it is cleared
+    assert all(s == "success" for t, s in out.group().items() if t != "dbt_producer")
+    assert out.group()["dbt_producer"] == "failed"
+    assert_verdicts(stack, out)
+    stack.clear_tasks(dag, out.run_id, ["shop.dbt_producer"])
+    out = finish(stack, dag, out.run_id)
+    assert_all_green(stack, out)  # every node succeeded in this run: the cleared producer is green, built nothing
     folder = artifacts(stack, out)
     assert sorted(p.name for p in folder.glob("attempt-*")) == ["attempt-1"]  # no second producer build
     counts = builds(folder)
@@ -181,7 +197,9 @@ def test_overlapping_runs_keep_separate_status(stack: AirflowStack) -> None:
     good = trigger(stack, dag, {"sleep_seconds": 8, "schema_suffix": "b"})
     bad_out, good_out = finish(stack, dag, bad), finish(stack, dag, good)
     assert bad_out.group()["orders_enriched"] == "failed"
+    assert_verdicts(stack, bad_out)
     assert_all_green(stack, good_out)
+    assert_verdicts(stack, good_out)
     windows = stack.sql("select start_date, end_date from dag_run where dag_id=%s order by start_date", (dag,))
     assert windows[1][0] < windows[0][1], "the two runs did overlap"
 
@@ -190,17 +208,21 @@ def test_an_emptied_status_store_never_makes_a_false_green(stack: AirflowStack) 
     dag = "shop_duckdb"
     run_id = trigger(stack, dag, {"sleep_seconds": 10})
     wait_until(lambda: stack.task_states(dag, run_id).get("shop.stg_orders") == "success", timeout=120)
-    stack.sql("delete from asset_state_store where key like %s", (f"{run_id}/%",))  # mid-build
+    channel = "delete from xcom where run_id = %s and task_id = 'shop.dbt_producer' and key like 'dbt_watcher.%%'"
+    stack.sql(channel, (run_id,))  # mid-build: the producer's final write restores it
     out = finish(stack, dag, run_id)
     assert_all_green(stack, out)
     assert all(c == 1 for c in builds(artifacts(stack, out)).values())
-    # after the run: the status is gone, a cleared consumer cannot confirm its node, so it rebuilds it
-    stack.sql("delete from asset_state_store where key like %s", (f"{run_id}/%",))
+    # after the run: the status and the run's dbt arguments are gone; a cleared consumer can neither
+    # confirm its node nor rebuild it with the run's arguments, so it fails saying so
+    folder = artifacts(stack, out)
+    stack.sql(channel, (run_id,))
     stack.clear_tasks(dag, run_id, ["shop.customer_stats"])
     out = finish(stack, dag, run_id)
-    assert out.states["shop.customer_stats"] == "success"
-    assert builds(artifacts(stack, out))["customer_stats"] == 2
-    assert "no status of this run exists" in stack.task_log(dag, run_id, "shop.customer_stats", try_number=2)
+    assert out.states["shop.customer_stats"] == "failed"
+    assert builds(folder)["customer_stats"] == 1
+    log = stack.task_log(dag, run_id, "shop.customer_stats", try_number=2)
+    assert "published no status" in log and "no record of the run's dbt arguments" in log
 
 
 def test_a_profile_that_cannot_connect_fails_the_producer_and_no_consumer_goes_green(stack: AirflowStack) -> None:
@@ -210,6 +232,7 @@ def test_a_profile_that_cannot_connect_fails_the_producer_and_no_consumer_goes_g
     assert all(state == "failed" for name, state in states.items() if name != "dbt_producer")
     assert "Connection refused" in stack.task_log(out.dag_id, out.run_id, "shop.orders_enriched")
     assert asset_events(stack, out.dag_id, out.run_id) == []
+    assert_verdicts(stack, out)
 
 
 def test_timeout_fails_the_consumer_not_the_producer(stack: AirflowStack) -> None:
@@ -219,6 +242,8 @@ def test_timeout_fails_the_consumer_not_the_producer(stack: AirflowStack) -> Non
     assert states[DUCK_SLOW] == "failed" and states["after_slow"] == "failed"
     assert all(states[n] == "success" for n in nodes(DUCK_SLOW) if n not in (DUCK_SLOW, "after_slow"))
     assert "Timed out after 20 s" in stack.task_log(out.dag_id, out.run_id, f"shop.{DUCK_SLOW}")
+    assert states["dbt_audit"] == "success"  # red although dbt succeeded: a warning, not a trust problem
+    assert "although dbt reported success" in stack.task_log(out.dag_id, out.run_id, "shop.dbt_audit")
     assert all(c == 1 for c in builds(artifacts(stack, out)).values())
 
 
@@ -239,6 +264,7 @@ def test_names_versions_ephemeral_and_disabled_models(stack: AirflowStack) -> No
     assert out.state == "success"
     assert set(out.group("names.")) == {
         "dbt_producer",
+        "dbt_audit",
         "names__orders",
         "names_lib__orders",
         "daily-sales",

@@ -47,7 +47,9 @@ class FakeRunner:
         *,
         die_after: int | None = None,
         run_results: list[dict[str, Any]] | None = None,
+        die_at_end: bool = False,
     ) -> None:
+        self.die_at_end = die_at_end
         self.events, self.code, self.die_after, self.run_results = events, code, die_after, run_results
         self.commands: list[Any] = []
 
@@ -72,6 +74,8 @@ class FakeRunner:
             ]
         command.target_path.mkdir(parents=True, exist_ok=True)
         (command.target_path / "run_results.json").write_text(json.dumps({"results": results}))
+        if self.die_at_end:
+            raise SystemExit("killed after dbt wrote run_results.json")
         return Outcome(True, exit_code=self.code)
 
 
@@ -274,3 +278,18 @@ def test_resume_rebuilds_failed_nodes_and_tests_not_green_consumers(
     broken: Mapping[str, NodeResult] = {**previous.results, TEST_B: NodeResult(TEST_B, "fail")}
     assert nodes_to_resume(consumers, replace(previous, results=broken), {}) == (f"sel:{TEST_B}",)
     assert nodes_to_resume(consumers, replace(previous, results=broken), {"shop.b": "success"}) == ()
+
+
+def test_an_attempt_killed_after_dbt_finished_is_recovered_from_dbts_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Airflow terminated the task (its api-server was down) after dbt wrote run_results.json
+    stage = Stage(tmp_path, monkeypatch)
+    with pytest.raises(SystemExit):
+        stage.attempt(1, FakeRunner(GOOD, die_at_end=True))
+    runner = FakeRunner(GOOD)
+    stage.attempt(2, runner)  # green: dbt's own record of attempt 1 says it exited 0
+    assert runner.commands == []
+    status = stage.status()
+    assert all(final_decision(c.watch, status).action is Action.SUCCEED for c in stage.producer.consumers)
+    assert stage.ledger().attempts[0].exit_code == 0

@@ -180,9 +180,9 @@ class DbtConsumerOperator(BaseSensorOperator):
         invocation, status = channel.read_invocation(), channel.read_all()
         if invocation is None or status is None:
             raise AirflowException(
-                f"Try {ti.try_number}: {reason}. The producer of this run has not started dbt (no record of the run's "
-                "dbt arguments), so this consumer does not build its node alone with guessed arguments. Clear or "
-                "retry the producer: it builds the selection."
+                f"Try {ti.try_number}: {reason}. There is no record of the run's dbt arguments (the producer never "
+                "started dbt in this run, or the record was deleted), so this consumer does not build its node "
+                "alone with guessed arguments. Clear or retry the producer: it builds what is needed."
             )
         what = "dbt test for the tests of" if self.watches_tests_only else "dbt build for"
         log.info("Try %s: %s. Running %s %s alone.", ti.try_number, reason, what, node.unique_id)
@@ -201,14 +201,15 @@ class DbtConsumerOperator(BaseSensorOperator):
                     *invocation.dbt_args,
                 ),
             ).with_(vars=dict(invocation.vars), full_refresh=invocation.full_refresh)
-            events = InvocationEvents(on_node=lambda r: results.__setitem__(r.unique_id, r))
+            # attempt 0 marks a consumer's own rebuild (the audit tells it from the producer's results)
+            events = InvocationEvents(on_node=lambda r: results.__setitem__(r.unique_id, r.with_attempt(0)))
             outcome = runner.run(command, on_event=events)
         if target_path.is_dir():
             rt.share(run_path, target_path)  # this try's own run_results, next to the producer's
         if not outcome.ran:
             raise AirflowException(f"dbt for {node.unique_id} could not run: {outcome.error}")
         if self.watches_tests_only:  # the model itself was built earlier in this run
-            results.setdefault(node.unique_id, NodeResult(node.unique_id, "success", node.resource_type))
+            results.setdefault(node.unique_id, NodeResult(node.unique_id, "success", node.resource_type, attempt=0))
         decision = final_decision(self.watch, RunStatus("local", 0, FINISHED, results))
         if decision.action is Action.SUCCEED and decision.result is not None:
             return self._succeed(context, decision.result, decision.warnings)

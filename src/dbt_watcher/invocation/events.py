@@ -31,6 +31,8 @@ SKIPPED_STATUSES = frozenset({"skipped"})
 FAILURE_STATUSES = frozenset({"error", "fail", "partial success", "runtime error"})
 #: Our own status for a node deliberately left out of this run (stale source, narrowed selection).
 EXCLUDED = "excluded"
+#: What dbt reports for nodes it has nothing to do for in a build (exposures): neither good nor bad.
+NO_OP = "no-op"
 #: The dbt events the tracker reads; the in-process runner converts only these from protobuf.
 TRACKED_EVENTS = frozenset({"NodeStart", "NodeFinished", "MarkSkippedChildren", "LogHookEndLine"})
 
@@ -72,6 +74,11 @@ class NodeResult:
     @property
     def failed(self) -> bool:
         return self.status in FAILURE_STATUSES
+
+    @property
+    def problem(self) -> bool:
+        """dbt did not do what this node needs: anything but success, skipped, left out or no-op."""
+        return not (self.succeeded or self.skipped or self.excluded or self.status == NO_OP)
 
     def to_dict(self) -> dict[str, Any]:
         """The result as a plain dict with readable keys (the consumer's ``dbt_result`` XCom)."""

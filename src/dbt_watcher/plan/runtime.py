@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from dbt_watcher.channel.channel import Invocation
 from dbt_watcher.channel.liveness import stale_after
 from dbt_watcher.config import WatcherConfig
-from dbt_watcher.producer.artifacts import run_dir, share
+from dbt_watcher.producer.artifacts import location, run_dir, share
 from dbt_watcher.project.project import DbtProject, Selection, default_cache_dir
 
 if TYPE_CHECKING:
@@ -100,6 +100,10 @@ class GroupRuntime:
         return run_dir(
             self.config.artifacts_root(), dag_id, run_id, self.group_id, map_index=map_index, generation=generation
         )
+
+    def location(self, run_path: Path) -> str:
+        """Where the run's artifacts can be read from any machine (``artifacts_url`` or the folder)."""
+        return location(run_path, self.config.artifacts_url)
 
     def share(self, run_path: Path, folder: Path | None = None) -> str:
         """Copy a run's artifacts (or one sub-folder) to ``artifacts_url``; where others read them."""

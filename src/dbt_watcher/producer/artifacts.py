@@ -90,19 +90,27 @@ def publish_attempt(run_path: Path, attempt_target: Path) -> None:
         shutil.copyfile(manifest, run_path / "manifest.json")
 
 
+def location(run_path: Path, url: str | None) -> str:
+    """Where a run's artifacts can be read from other machines: its folder under ``url``, else the
+    local run folder."""
+    if url is None:
+        return str(run_path)
+    from airflow.sdk import ObjectStoragePath
+
+    return str(ObjectStoragePath(url).joinpath(*run_path.parts[-RUN_DEPTH:]))  # the same layout as on disk
+
+
 def share(run_path: Path, folder: Path, url: str | None) -> str:
     """Copy ``folder`` (the run folder or a part of it) to object storage under ``url``.
 
-    Returns where the run's artifacts can be read from other machines: the run's URL when ``url``
-    is set, else the local run folder. dbt needs a local target folder, so artifacts are always
-    written locally first and copied after each dbt invocation.
+    Returns :func:`location`. dbt needs a local target folder, so artifacts are always written
+    locally first and copied after each dbt invocation.
     """
     if url is None:
         return str(run_path)
     from airflow.sdk import ObjectStoragePath
 
-    root = ObjectStoragePath(url)
-    run_root = root.joinpath(*run_path.parts[-RUN_DEPTH:])  # the same layout as on disk
+    run_root = ObjectStoragePath(location(run_path, url))
     files = [f for f in folder.rglob("*") if f.is_file() and f.name != "partial_parse.msgpack"]
     for local in files:
         remote = run_root / local.relative_to(run_path).as_posix()

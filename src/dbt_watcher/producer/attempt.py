@@ -235,6 +235,8 @@ class Attempt:
         hooks: list[str] | None = None,
     ) -> AttemptOutcome:
         record = self._record(exit_code, problem, dbt_ran)
+        if dbt_ran:  # written again: the run's record survives anybody having emptied the channel
+            self.channel.write_invocation(self.invocation)
         writer.finish(FINISHED, "; ".join(hooks) if hooks else None, exit_code)
         return AttemptOutcome(results, self.ledger, record)
 
@@ -249,7 +251,7 @@ def log_summary(results: Mapping[str, NodeResult], seconds: float, run_path: Pat
     text = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no node results"
     log.info("dbt build: %s in %.1f s%s", text, seconds, f"; artifacts in {run_path}" if run_path else "")
     for result in results.values():
-        if not (result.succeeded or result.skipped or result.excluded):
+        if result.problem:
             log.error("%s %s: %s", result.unique_id, result.status, result.message)
 
 

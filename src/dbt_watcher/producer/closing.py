@@ -49,6 +49,23 @@ def closing_record(
     return found
 
 
+def recover_attempt(target: Path, attempt: int) -> tuple[dict[str, NodeResult], int, str | None] | None:
+    """An attempt's results, exit code and problem from its run_results.json (None: dbt wrote none).
+
+    The exit code follows dbt's ``interpret_results``: 1 when any node, test or hook did not succeed.
+    """
+    from dbt_watcher.producer.artifacts import read_run_results
+
+    document = read_run_results(target)
+    if document is None:
+        return None
+    results = {r.unique_id: r.with_attempt(attempt) for r in closing_record(document, {}, everything=True)}
+    hooks = hook_problems(document)
+    bad = [r for r in results.values() if r.problem or r.skipped]
+    exit_code = 1 if bad or hooks else 0
+    return results, exit_code, verdict(results.values(), exit_code, hooks, None) if exit_code else None
+
+
 def hook_problems(run_results: Mapping[str, Any] | None) -> list[str]:
     """Project hooks (``on-run-start``/``on-run-end``) that did not succeed, with dbt's message."""
     problems = []
@@ -61,7 +78,7 @@ def hook_problems(run_results: Mapping[str, Any] | None) -> list[str]:
 
 def verdict(results: Iterable[NodeResult], exit_code: int | None, hooks: list[str], error: str | None) -> str:
     """One line saying why a dbt invocation did not exit 0 (what the producer task fails with)."""
-    failed = [r for r in results if not (r.succeeded or r.excluded)]
+    failed = [r for r in results if r.problem or r.skipped]
     counts = Counter(r.status for r in failed)
     parts = [f"dbt exited with code {exit_code}" if exit_code is not None else "dbt did not finish"]
     if counts:

@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator
@@ -39,7 +40,9 @@ from dbt_watcher.invocation.events import NodeResult
 from dbt_watcher.lineage import Completion, emit_completions
 from dbt_watcher.plan.group_plan import ConsumerTask
 from dbt_watcher.plan.runtime import GroupRuntime
+from dbt_watcher.producer.artifacts import attempt_dir
 from dbt_watcher.producer.attempt import Attempt, log_summary
+from dbt_watcher.producer.closing import recover_attempt
 from dbt_watcher.producer.ledger import Ledger, LedgerBook
 from dbt_watcher.producer.narrowing import Narrowing
 from dbt_watcher.producer.run_args import call_hook, merge_returned
@@ -99,6 +102,7 @@ class DbtProducerOperator(BaseOperator):
         channel = StatusChannel(Mirrored(ProducerXComs(address), mirror))
         run_path = rt.run_path(address.dag_id, address.run_id, map_index, ledger.generation)
         run_path.mkdir(parents=True, exist_ok=True)
+        ledger, previous = self._recover(book, ledger, previous, run_path)
         select = self._retry_selection(address, ledger, previous, number)
         if select is None:
             self._republish(channel, mirror, ledger, previous, number)
@@ -121,7 +125,7 @@ class DbtProducerOperator(BaseOperator):
         if rt.config.callback is not None:
             log.info("Calling the group's callback with the artifacts folder %s", run_path)
             rt.config.callback(run_path, context)
-        self._verdict(ledger, status)
+        self._verdict(address, ledger, status, built_now=select is not None)
         return rt.share(run_path)
 
     # ------------------------------------------------------------------ what this attempt does
@@ -139,6 +143,34 @@ class DbtProducerOperator(BaseOperator):
             log.info("Every task of the group was cleared (DAG-run clear or backfill): a new build of this run")
             return book.save(Ledger.fresh(clear_number))
         return book.save(replace(ledger, clear_number=clear_number))
+
+    def _recover(
+        self, book: LedgerBook, ledger: Ledger, previous: RunStatus | None, run_path: Path
+    ) -> tuple[Ledger, RunStatus | None]:
+        """dbt's own record of earlier attempts that died before they published their end.
+
+        An attempt killed after dbt wrote its run_results.json (a worker lost, Airflow terminating the
+        task while the api-server was unreachable) leaves dbt's final word on disk: it is evidence of
+        this run like any other, so it is published rather than rebuilt.
+        """
+        for record in ledger.attempts:
+            if not record.dbt_started or record.exit_code is not None:
+                continue
+            recovered = recover_attempt(attempt_dir(run_path, record.number), record.number)
+            if recovered is None:
+                continue
+            results, exit_code, problem = recovered
+            log.warning(
+                "Attempt %d ended without publishing; its run_results.json says dbt exited %d", record.number, exit_code
+            )
+            merged = {**(previous.results if previous is not None else {}), **results}
+            previous = (
+                replace(previous, results=merged)
+                if previous is not None
+                else RunStatus(ledger.generation, record.number, FINISHED, merged)
+            )
+            ledger = book.save(ledger.record(replace(record, exit_code=exit_code, problem=problem)))
+        return ledger, previous
 
     def _retry_selection(
         self, address: RunAddress, ledger: Ledger, previous: RunStatus | None, number: int
@@ -180,7 +212,7 @@ class DbtProducerOperator(BaseOperator):
             self.runtime.base_invocation,
             vars=dict(self.dbt_vars or {}),
             full_refresh=_truthy(self.dbt_full_refresh),
-            artifacts=str(run_path),
+            artifacts=self.runtime.location(run_path),
         )
         if self.hook is not None:
             invocation = merge_returned(invocation, call_hook(self.hook, context, self.hook_kwargs))
@@ -226,13 +258,17 @@ class DbtProducerOperator(BaseOperator):
         writer.finish(FINISHED, previous.error if previous is not None else None, last.exit_code if last else None)
         log_summary(previous.results if previous is not None else {}, 0.0, None)
 
-    def _verdict(self, ledger: Ledger, status: RunStatus) -> None:
-        """Green when the run's build ended with dbt exiting 0; else fail with dbt's summary."""
+    def _verdict(self, address: RunAddress, ledger: Ledger, status: RunStatus, *, built_now: bool) -> None:
+        """Green when the run's build ended with dbt exiting 0; else fail with dbt's summary.
+
+        An attempt that built nothing (a retry or clear in skip mode) is also green once every node of
+        the group succeeded in this run, dbt's own or rebuilt by its consumer: clearing the producer
+        after the failed nodes were fixed turns the run green without building again.
+        """
         last = ledger.last_ended
         if last is not None and last.exit_code == 0:
             return
-        everything_green = all(final_decision(c.watch, status).action is Action.SUCCEED for c in self.consumers)
-        if last is not None and everything_green and self.runtime.config.producer_retry == "resume":
+        if not built_now and last is not None and self._every_node_green(address, status):
             log.info(
                 "Every node of the group succeeded in this run (some rebuilt after dbt exited %s).", last.exit_code
             )
@@ -242,6 +278,15 @@ class DbtProducerOperator(BaseOperator):
         if self.runtime.config.producer_retry == "resume":
             raise AirflowException(message)  # a retry resumes: it builds what did not succeed
         raise AirflowFailException(message)  # a retry would build nothing: no point in one
+
+    def _every_node_green(self, address: RunAddress, status: RunStatus) -> bool:
+        states = compat.task_states(
+            address.dag_id, address.run_id, group_id=self.runtime.group_id, map_index=address.map_index
+        )
+        return all(
+            states.get(c.task_id) == "success" or final_decision(c.watch, status).action is Action.SUCCEED
+            for c in self.consumers
+        )
 
     # ------------------------------------------------------------------ what the group emits
     def _emit_assets(self, context: Any, book: LedgerBook, ledger: Ledger, status: RunStatus) -> Ledger:

@@ -37,7 +37,8 @@ def shop(dag_run):
 def shop_celery():
     @task(trigger_rule="all_done")
     def report(**context) -> dict[str, str]:
-        where = context["ti"].xcom_pull(task_ids="shop.dbt_producer")
+        # The run's dbt arguments and artifacts location, written when dbt started (also when the build fails).
+        where = context["ti"].xcom_pull(task_ids="shop.dbt_producer", key="dbt_watcher.invocation")["artifacts"]
         results = json.loads((ObjectStoragePath(where) / "run_results.json").read_text())["results"]
         return {r["unique_id"]: r["status"] for r in results}
 

@@ -5,7 +5,9 @@ DuckDB scenarios share one database file: the suite never runs two DuckDB builds
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
+from pathlib import Path
 
 import pendulum
 from airflow.sdk import dag, task
@@ -17,7 +19,13 @@ START = pendulum.datetime(2026, 1, 1, tz="UTC")
 
 @dbt_watcher_group(project_dir="../projects/shop", threads=4, poke_interval=0.5)
 def shop(dag_run):
-    return {"vars": dict(dag_run.conf or {})}
+    conf = dict(dag_run.conf or {})
+    dbt_args = conf.pop("dbt_args", [])
+    marker = conf.pop("hook_fails_once", None)
+    if marker and not os.path.exists(marker):  # the producer dies before dbt starts, once
+        Path(marker).touch()
+        raise RuntimeError("the run-time hook fails on the producer's first try (test)")
+    return {"vars": conf, "dbt_args": dbt_args}
 
 
 def shop_dag(dag_id: str, target: str, max_active_runs: int = 1, **group_args: object):
@@ -43,3 +51,12 @@ shop_dag("shop_resume", "duckdb", producer_retry="resume")
 shop_dag("shop_overlap", "postgres", max_active_runs=2)
 shop_dag("shop_unreachable", "postgres_unreachable")
 shop_dag("shop_timeout", "duckdb", timeout=20)
+# Run with dag.test() in its own process and metadata database (tests/integration/test_trust.py).
+shop_dag("shop_dag_test", "duckdb")
+# A microbatch model and its child, three daily batches (the var makes dbt parse them in).
+shop_dag(
+    "shop_microbatch",
+    "duckdb",
+    vars={"microbatch": True},
+    dbt_args=["--event-time-start", "2026-01-01", "--event-time-end", "2026-01-04"],
+)

@@ -1,0 +1,129 @@
+"""The verdict oracle: every task's end state against dbt's own verdict for that run.
+
+dbt is the judge. For a run of a group, read what dbt wrote for it — the run's unified
+run_results.json (every producer attempt, the latest result per node), each consumer's own rebuild
+(local/<task>/try-N/run_results.json), the latest attempt's run_results.json for dbt's exit, and the
+manifest for which tests check which node — and assert:
+
+* a consumer is green ⟺ dbt's final status of its node is success and every test written on that
+  node (``attached_node``) passed or warned (a singular test gates its only parent);
+* the producer is green ⟺ the run's dbt invocation exited 0 (no error, fail, skipped or partial
+  success result, no failed hook: dbt's ``interpret_results``), or — for a producer attempt that built
+  nothing — every consumer is green;
+* the audit task, when there is one, is green (it found no consumer green without dbt's success).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devstack.stack import AirflowStack
+
+from .conftest import xcom
+from .scenario import Outcome, explain
+
+SUCCESS, TEST_OK = "success", frozenset({"pass", "warn", "success"})
+NOT_CLEAN = frozenset({"error", "fail", "skipped", "partial success", "runtime error"})
+
+
+@dataclass
+class DbtVerdict:
+    """What dbt wrote for one run of one group."""
+
+    folder: Path | None
+    status: dict[str, str] = field(default_factory=dict)  # unique id -> final status
+    clean_exit: bool = False
+    names: dict[str, str] = field(default_factory=dict)  # node name (with _v<version>) -> unique id
+    gating: dict[str, list[str]] = field(default_factory=dict)  # node -> tests written on it
+    rebuilt: dict[str, dict[str, str]] = field(default_factory=dict)  # task id -> its own rebuild's statuses
+
+    def node_green(self, uid: str, task: str) -> bool:
+        statuses = {**self.status, **self.rebuilt.get(task, {})}
+        tests = self.gating.get(uid, [])
+        return statuses.get(uid) == SUCCESS and all(statuses.get(t) in TEST_OK for t in tests)
+
+
+def run_folder(stack: AirflowStack, dag_id: str, run_id: str, group: str) -> Path | None:
+    """The run's artifacts folder, from the producer's invocation record (present once dbt started)."""
+    try:
+        record = xcom(stack, dag_id, run_id, f"{group}.dbt_producer", key="dbt_watcher.invocation")
+    except Exception:
+        return None
+    where = record.get("artifacts") if isinstance(record, dict) else None
+    return Path(where.removeprefix("file://")) if where else None
+
+
+def _results(path: Path) -> list[dict[str, Any]]:
+    return list(json.loads(path.read_text()).get("results", [])) if path.is_file() else []
+
+
+def dbt_verdict(stack: AirflowStack, outcome: Outcome, group: str) -> DbtVerdict:
+    folder = run_folder(stack, outcome.dag_id, outcome.run_id, group)
+    if folder is None:
+        return DbtVerdict(None)
+    verdict = DbtVerdict(folder, {r["unique_id"]: r["status"] for r in _results(folder / "run_results.json")})
+    attempts = sorted(folder.glob("attempt-*"), key=lambda p: int(p.name.split("-")[1]))
+    if attempts:
+        latest = _results(attempts[-1] / "run_results.json")
+        verdict.clean_exit = bool(latest) and not any(r["status"] in NOT_CLEAN for r in latest)
+    manifest = json.loads((folder / "manifest.json").read_text()) if (folder / "manifest.json").is_file() else {}
+    for uid, node in (manifest.get("nodes") or {}).items():
+        if node["resource_type"] in ("model", "seed", "snapshot"):
+            version = node.get("version")
+            verdict.names[node["name"] + (f"_v{version}" if version is not None else "")] = uid
+        elif node["resource_type"] == "test":
+            parents = [p for p in node["depends_on"]["nodes"] if p.split(".")[0] in ("model", "seed", "snapshot")]
+            owner = node.get("attached_node") or (
+                parents[0] if len(parents) == 1 and not node.get("test_metadata") else None
+            )
+            if owner:
+                verdict.gating.setdefault(owner, []).append(uid)
+    for task_dir in (folder / "local").glob("*") if (folder / "local").is_dir() else []:
+        tries = sorted(task_dir.glob("try-*"), key=lambda p: int(p.name.split("-")[1]))
+        if tries:
+            verdict.rebuilt[task_dir.name] = {
+                r["unique_id"]: r["status"] for r in _results(tries[-1] / "run_results.json")
+            }
+    return verdict
+
+
+def assert_verdicts(stack: AirflowStack, outcome: Outcome, group: str = "shop", *, gating: bool = True) -> DbtVerdict:
+    """Every task of ``group`` agrees with dbt (see the module docstring); the message says who does not.
+
+    ``gating=False``: the group's tests do not gate consumers (``test_behavior`` none/after_all/after_each).
+    """
+    verdict = dbt_verdict(stack, outcome, group)
+    if not gating:
+        verdict.gating = {}
+    prefix = f"{group}."
+    wrong = []
+    consumers = {t: s for t, s in outcome.states.items() if t.startswith(prefix)}
+    all_green = True
+    for task_id, state in sorted(consumers.items()):
+        name = task_id[len(prefix) :]
+        if name in ("dbt_producer", "dbt_audit", "dbt_tests") or name.endswith("_tests"):
+            continue
+        uid = verdict.names.get(name)
+        green = state == "success"
+        all_green &= green
+        dbt_green = uid is not None and verdict.node_green(uid, task_id)
+        if green != dbt_green and not (state == "skipped" and verdict.status.get(uid or "") is None):
+            wrong.append(f"{task_id}: {state}, dbt: {verdict.status.get(uid or '', 'no result')}")
+    producer = outcome.states.get(f"{prefix}dbt_producer")
+    if producer == "success" and not (verdict.clean_exit or all_green):
+        wrong.append(f"{prefix}dbt_producer: green, but dbt did not exit 0 and not every node is green")
+    if producer != "success" and verdict.clean_exit:
+        wrong.append(f"{prefix}dbt_producer: {producer}, although dbt exited 0")
+    if f"{prefix}dbt_audit" in outcome.states and outcome.states[f"{prefix}dbt_audit"] != "success":
+        wrong.append(f"{prefix}dbt_audit: {outcome.states[f'{prefix}dbt_audit']} (it found a disagreement)")
+    if wrong:
+        raise AssertionError(
+            f"run {outcome.run_id} of {outcome.dag_id} disagrees with dbt:\n"
+            + "\n".join(wrong)
+            + "\n"
+            + explain(stack, outcome)
+        )
+    return verdict

@@ -1,0 +1,2 @@
+{{ config(enabled=var('microbatch', false)) }}
+select count(*) as events from {{ ref('events_mb') }}
