@@ -56,12 +56,12 @@ def markdown(result: dict[str, Any]) -> str:
         f"latency per model. Cells show min / median over {result['reps']} repetition(s).",
         "",
         "| contender | threads | DAG wall s | P1 wall ÷ bare | P2 p50 s | P2 p95 s | P2 max s | P3 API calls | "
-        "P5 worker s | P6 producer ÷ bare | triggerer CPU s | triggerer peak MB | state |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "P5 worker s | P6 producer ÷ bare | triggerer CPU s | triggerer peak MB | channel KB per run | state |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for threads in sorted(bares):
         lines.append(
-            f"| bare `dbt build` | {threads} | {_agg(bares[threads])} | 1 | - | - | - | - | - | - | - | - | - |"
+            f"| bare `dbt build` | {threads} | {_agg(bares[threads])} | 1 | - | - | - | - | - | - | - | - | - | - |"
         )
         for contender in result["contenders"]:
             cells = groups.get((contender, threads)) or []
@@ -75,6 +75,7 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{_agg([c['p5_worker_seconds'] for c in cells])} | {_agg([c['p6'] for c in cells if c['p6']])} | "
                 f"{_agg([c['triggerer_cpu'] for c in cells if 'triggerer_cpu' in c])} | "
                 f"{_agg([c['triggerer_peak_mb'] for c in cells if 'triggerer_peak_mb' in c])} | "
+                f"{_agg([c['channel_kb'] for c in cells if c.get('channel_kb')])} | "
                 f"{'/'.join(sorted({c['state'] for c in cells}))} |"
             )
     lines += ["", "P4, DAG-file import time with a warm cache (seconds, best of 3):", ""]

@@ -94,6 +94,9 @@ class Cell:
     triggerer_cpu: float = 0.0
     #: The triggerer's largest resident memory (supervisor and runner, MB) during the run.
     triggerer_peak_mb: float = 0.0
+    #: What the run left in Airflow's metadata database for the status channel (KB): dbt-watcher's
+    #: XComs and the producer's Task State Store rows (both deleted with the DAG run).
+    channel_kb: float = 0.0
     nodes: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
@@ -130,6 +133,19 @@ class TriggererPeak(threading.Thread):
     def __exit__(self, *exc: object) -> None:
         self.done.set()
         self.join()
+
+
+def channel_kb(stack: AirflowStack, dag_id: str, run_id: str) -> float:
+    """KB of dbt-watcher state a run left in the metadata database (XComs and Task State Store rows)."""
+    total = 0
+    for table in ("xcom", "task_state_store"):
+        rows = stack.sql(
+            f"select coalesce(sum(length(value::text)), 0) from {table} "
+            "where dag_id = %s and run_id = %s and key like 'dbt_watcher.%%'",
+            (dag_id, run_id),
+        )
+        total += int(rows[0][0])
+    return round(total / 1000, 1)
 
 
 def parse_settings(settings: list[str]) -> list[tuple[str, str, str]]:
@@ -316,6 +332,7 @@ class Session:
             p6=round(sum(r["end"] - r["start"] for r in producer) / bare, 3) if producer else None,
             triggerer_cpu=round(triggerer_cpu, 1),
             triggerer_peak_mb=round(peak.mb),
+            channel_kb=channel_kb(stack, dag_id, run_id),
             nodes={k: {kk: round(vv - start, 3) for kk, vv in v.items()} for k, v in nodes.items()},
         )
 

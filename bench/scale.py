@@ -43,7 +43,7 @@ import generate  # noqa: E402
 import report  # noqa: E402
 from devstack import services  # noqa: E402
 from devstack.stack import COMPONENTS, AirflowStack  # noqa: E402
-from run import TriggererPeak, percentiles, setting_env  # noqa: E402
+from run import TriggererPeak, channel_kb, percentiles, setting_env  # noqa: E402
 
 WATCHER_DAG = '''"""airflow dag: dbt-watcher on the {name} workload ({models} models)."""
 import pendulum
@@ -200,6 +200,7 @@ class ScaleSession:
             "p8_triggerer_ms_per_consumer": round(1000 * cpu["triggerer"] / consumers, 1) if consumers else None,
             "cpu_seconds": cpu,
             "triggerer_peak_mb": round(peak.mb),
+            "channel_kb": channel_kb(stack, dag_id, run_id),
         }
         print(json.dumps(cell), flush=True)
         return cell

@@ -9,6 +9,9 @@ URI scheme (stable; documented in docs/assets.md):
   left out on purpose: it differs between laptops, CI and production while the table is the same;
 * any other adapter: ``<adapter>://<host or database>/<database>/<schema>/<table>``.
 
+The producer emits the events of consumers that end in the triggerer through one AssetAlias per
+(DAG, group), :func:`producer_alias`.
+
 The asset's name is its URI, so one table is one asset whoever declares it.
 """
 

@@ -94,7 +94,7 @@ class WatcherConfig:
     audit: bool = True
     #: How long the producer's private record of a run (its Task State Store: attempts, and the
     #: mirror of what it published) is kept; a producer retried later than this builds again.
-    status_retention: timedelta = timedelta(days=30)
+    status_retention: timedelta | float = timedelta(days=30)
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -122,6 +122,6 @@ class WatcherConfig:
 
     def artifacts_root(self) -> Path:
         if self.artifacts_dir is not None:
-            return Path(self.artifacts_dir)
+            return Path(os.path.expanduser(os.fspath(self.artifacts_dir)))
         home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
         return Path(home) / "dbt-watcher" / "artifacts"

@@ -23,6 +23,7 @@ from devstack import services
 from devstack.stack import COMPONENTS, AirflowStack
 
 from ..conftest import EXAMPLES
+from .wide_project import write_wide_project
 
 HERE = Path(__file__).parent
 
@@ -38,6 +39,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(HERE / "projects", root / "projects", ignore=ignore)
     # The same project as a fresh checkout would have it: packages not installed yet.
     shutil.copytree(HERE / "projects" / "names", root / "projects" / "names_nodeps", ignore=ignore)
+    write_wide_project(root / "projects" / "wide")  # 1,000 cheap views, for test_scale.py
     # The `names` project uses a local package: install it the way dbt does (a symlink, no network).
     dbt = Path(sys.executable).parent / "dbt"
     names = root / "projects" / "names"

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from devstack.stack import AirflowStack
 
-
 _START = re.compile(r"\d+ of \d+ START (?:sql|python|seed|snapshot)[\w ]*? (?:model|file|snapshot) ([\w.-]+)")
 
 

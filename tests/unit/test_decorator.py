@@ -263,7 +263,7 @@ def test_sources_templated_select_and_freshness_settings_reach_the_producer() ->
     assert shop.source_assets() == group.source_assets()
     producer = d.task_dict["shop.dbt_producer"]
     assert producer.dbt_select == "{{ params.select }}"  # rendered by Airflow at run time
-    assert len(group.consumers) == 12  # a templated select renders every node
+    assert len(group.consumers) == 13  # a templated select renders every node
     rt = producer.runtime
     assert rt.freshness_sources_by_id == {"source.shop.raw.events": "source:raw.events"}
     assert rt.source_selectors_by_uri == {"duckdb://shop/main/raw_events": "source:raw.events"}

@@ -6,8 +6,8 @@ from dbt_watcher.assets import producer_alias, relation_uri
 from dbt_watcher.channel.channel import Invocation
 from dbt_watcher.errors import ConfigurationError
 from dbt_watcher.invocation.events import InvocationEvents, node_result_from_event
-from dbt_watcher.project.graph import Relation, Target
 from dbt_watcher.producer.run_args import call_hook, merge_returned
+from dbt_watcher.project.graph import Relation, Target
 
 FINISHED_EVENT = {
     "node_info": {

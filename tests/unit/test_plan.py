@@ -5,8 +5,8 @@ import logging
 import pytest
 
 from dbt_watcher.errors import ConfigurationError
-from dbt_watcher.project.graph import DbtNode
 from dbt_watcher.plan.group_plan import PRODUCER_TASK_ID, assign_task_ids, build_plan
+from dbt_watcher.project.graph import DbtNode
 
 from .graphs import dbt_test, graph, model
 
@@ -125,5 +125,13 @@ def test_plan_notes_warn_about_groups_too_large_for_their_waiting_mode() -> None
 
     assert warnings(40, deferrable=True) == []
     assert "one worker slot per consumer (40 of them)" in warnings(40, deferrable=False)[0]
-    (large,) = warnings(501, deferrable=True)
-    assert "501 consumers start in the triggerer" in large and "several DAGs" in large
+    assert warnings(1000, deferrable=True) == []  # the triggerer's default capacity holds them all
+    (large,) = warnings(1001, deferrable=True)
+    assert "1001 consumers wait in the triggerer" in large and "capacity" in large
+
+
+def test_a_dependency_chain_thousands_deep_plans_without_recursion() -> None:
+    # the chain is named against its order: a recursive walk would hit Python's recursion limit
+    chain = [model(f"c{i:05d}", *([f"model.shop.c{i + 1:05d}"] if i < 2499 else [])) for i in range(2500)]
+    plan = build_plan(graph(*chain))
+    assert len(plan.consumers) == 2500 and plan.consumers[0].node.name == "c02499"

@@ -20,6 +20,7 @@ from dbt_watcher.consumer.decision import Action, final_decision
 from dbt_watcher.invocation.runners import Outcome
 from dbt_watcher.plan.group_plan import ConsumerSpec, ConsumerTask, Watch
 from dbt_watcher.plan.runtime import GroupRuntime
+from dbt_watcher.producer import operator as producer_module
 from dbt_watcher.producer.ledger import LedgerBook
 from dbt_watcher.producer.operator import DbtProducerOperator, nodes_to_resume
 from dbt_watcher.project.project import DbtProject, Selection
@@ -33,7 +34,7 @@ PRODUCER = "shop.dbt_producer"
 
 
 def node_events(uid: str, status: str) -> list[tuple[str, dict[str, Any]]]:
-    info = {"unique_id": uid, "resource_type": uid.split(".")[0]}
+    info = {"unique_id": uid, "resource_type": uid.split(".", maxsplit=1)[0]}
     return [("NodeStart", {"node_info": info}), ("NodeFinished", {"node_info": info, "run_result": {"status": status}})]
 
 
@@ -108,6 +109,7 @@ class Stage:
             yield project, self.runner
 
         monkeypatch.setattr(GroupRuntime, "session", session)
+        monkeypatch.setattr(producer_module, "STALL_WINDOW", 0.0)  # stall reports: tests/unit/test_stall.py
         monkeypatch.setattr(compat, "xcom_set", lambda *a, key, value: self.xcoms.set(key, value))
         monkeypatch.setattr(compat, "xcom_get", lambda *a, key: self.xcoms.get(key))
         monkeypatch.setattr(compat, "task_states", lambda *a, **kw: dict(self.states))

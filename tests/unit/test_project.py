@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dbt_watcher.project import manifest, project
 from dbt_watcher.errors import ConfigurationError
+from dbt_watcher.project import manifest, project
 from dbt_watcher.project.project import DbtProject, Selection, load_graph
 
 from ..conftest import JAFFLE_SHOP

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from dbt_watcher.invocation.events import InvocationEvents, NodeResult
-from dbt_watcher.project.project import DbtProject
 from dbt_watcher.invocation.runners import InProcessDbt, SubprocessDbt
+from dbt_watcher.project.project import DbtProject
 
 from ..conftest import JAFFLE_SHOP
 

@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 from dbt_watcher.errors import ConfigurationError
-from dbt_watcher.project.graph import ProjectGraph
-from dbt_watcher.plan.overrides import node_args, validate, validate_mapping
-from dbt_watcher.project.profiles import PASSWORD_ENV, environment, profile_outputs
 from dbt_watcher.invocation.runners import SourceFreshness
+from dbt_watcher.plan.overrides import node_args, validate, validate_mapping
 from dbt_watcher.producer.narrowing import RunScope, default_freshness_policy
+from dbt_watcher.project.graph import ProjectGraph
+from dbt_watcher.project.profiles import PASSWORD_ENV, environment, profile_outputs
 
 from .graphs import DUCKDB, model
 

@@ -62,7 +62,7 @@ def supervisor() -> Any:
 
 
 def test_the_classpaths_kept_as_text_are_the_triggers() -> None:
-    assert triggerer_start.OUR_TRIGGERS == {CLASSPATH, AUDIT_CLASSPATH}
+    assert {CLASSPATH, AUDIT_CLASSPATH} == triggerer_start.OUR_TRIGGERS
 
 
 def test_a_consumer_starts_without_its_dag_other_triggers_as_before(installed: None) -> None:

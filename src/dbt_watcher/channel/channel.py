@@ -118,6 +118,14 @@ class Invocation:
     #: Where the run's artifacts live (a local folder or an object-storage URL).
     artifacts: str | None = None
 
+    def mask_secrets(self) -> Invocation:
+        """Have Airflow mask, in every log line from here on, the values of vars whose names it deems
+        sensitive (password, token, api_key, ...; Airflow's secrets masker rule). Returns self."""
+        from airflow.sdk.log import mask_secret
+
+        mask_secret(dict(self.vars))
+        return self
+
     def to_json(self) -> dict[str, Any]:
         return {
             "vars": dict(self.vars),

@@ -47,9 +47,9 @@ class TaskStateStore:
     """The producer's Task State Store (``context["task_state_store"]``): private to it, kept across
     its tries, deleted with the DAG run; entries expire after ``retention``."""
 
-    def __init__(self, accessor: Any, retention: timedelta | None = None) -> None:
+    def __init__(self, accessor: Any, retention: timedelta | float | None = None) -> None:
         self._accessor = accessor
-        self._retention = retention
+        self._retention = timedelta(seconds=retention) if isinstance(retention, int | float) else retention
 
     def get(self, key: str) -> Any:
         return self._accessor.get(key, default=None)

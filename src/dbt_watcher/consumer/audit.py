@@ -34,18 +34,28 @@ from airflow.triggers.base import (
 )
 
 from dbt_watcher import compat
+from dbt_watcher.channel.channel import FINISHED, RunStatus
 from dbt_watcher.channel.store import RunAddress
 from dbt_watcher.consumer.decision import Action, final_decision
 from dbt_watcher.consumer.poller import DEMANDS, Demand, RunPoller, Snapshot
 from dbt_watcher.consumer.trigger import TIMEOUT_GRACE_SECONDS, stream_key
-from dbt_watcher.plan.group_plan import ConsumerTask, Watch
+from dbt_watcher.plan.group_plan import AUDIT_TASK_ID, ConsumerTask, Watch
 from dbt_watcher.plan.runtime import GroupRuntime
 
 log = logging.getLogger(__name__)
 
 AUDIT_CLASSPATH = "dbt_watcher.consumer.audit.AuditTrigger"
-AUDIT_TASK_ID = "dbt_audit"
 _ENDED = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+#: Producer states after which no producer try will publish again (up_for_retry is not one).
+_PRODUCER_DONE = _ENDED
+
+
+def build_over(snapshot: Snapshot) -> bool:
+    """The producer will publish nothing more: its last word is final, or Airflow ended it for good."""
+    view = snapshot.view
+    if view.status is not None and view.status.finished and view.trusted:
+        return True
+    return view.producer_state in _PRODUCER_DONE
 
 
 class AuditTrigger(BaseEventTrigger):
@@ -116,19 +126,17 @@ class AuditTrigger(BaseEventTrigger):
         self._bind()
         key = self.shared_stream_key()
         async for snapshot in shared_stream:
-            view = snapshot.view
-            if view.status is None or not view.status.finished or not view.trusted:
+            if not build_over(snapshot):
                 continue
             DEMANDS.setdefault(key, Demand()).ask(self.consumers, snapshot.at + 3 * self.poke_interval + 1)
-            states = view.task_states or {}
+            states = snapshot.view.task_states or {}
             if not all(states.get(task) in _ENDED for task in self.consumers):
                 continue
             yield await self._compare(snapshot, states)
             return
 
     async def _compare(self, snapshot: Snapshot, states: Mapping[str, str]) -> TriggerEvent:
-        status = snapshot.view.status
-        assert status is not None
+        status = snapshot.view.status or RunStatus("none", 0, FINISHED)  # nothing published: nothing is proven
         false_green, false_red = [], []
         for task, spec in sorted(self.consumers.items()):
             decision = final_decision(Watch(spec["node"], tuple(spec.get("tests", ()))), status)
@@ -216,7 +224,7 @@ class DbtAuditOperator(BaseSensorOperator):
         poller.demand.ask(self.audited, time.time() + 60)
         snapshot = poller.poll_sync()
         view = snapshot.view
-        if view.status is None or not view.status.finished or not view.trusted:
+        if not build_over(snapshot):
             return False
         states = view.task_states or {}
         if not all(states.get(task) in _ENDED for task in self.audited):

@@ -178,6 +178,8 @@ class DbtConsumerOperator(BaseSensorOperator):
         address = self._address(context)
         channel = StatusChannel(ProducerXComs(address))
         invocation, status = channel.read_invocation(), channel.read_all()
+        if invocation is not None:
+            invocation.mask_secrets()
         if invocation is None or status is None:
             raise AirflowException(
                 f"Try {ti.try_number}: {reason}. There is no record of the run's dbt arguments (the producer never "

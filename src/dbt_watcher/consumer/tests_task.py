@@ -11,10 +11,10 @@ from airflow.sdk.exceptions import AirflowException
 from dbt_watcher.channel.channel import StatusChannel
 from dbt_watcher.channel.store import ProducerXComs, RunAddress
 from dbt_watcher.invocation.events import InvocationEvents, NodeResult
+from dbt_watcher.plan.group_plan import TESTS_TASK_ID
 from dbt_watcher.plan.runtime import GroupRuntime
 
 log = logging.getLogger(__name__)
-TESTS_TASK_ID = "dbt_tests"
 
 
 class DbtTestsOperator(BaseOperator):
@@ -32,6 +32,8 @@ class DbtTestsOperator(BaseOperator):
         map_index = ti.map_index if getattr(ti, "map_index", None) is not None else -1
         channel = StatusChannel(ProducerXComs(RunAddress(ti.dag_id, context["run_id"], rt.producer_task_id, map_index)))
         invocation, status = channel.read_invocation(), channel.read_all()
+        if invocation is not None:
+            invocation.mask_secrets()
         if invocation is None or status is None:
             raise AirflowException(
                 "The producer of this run has not started dbt (no record of the run's dbt arguments): "

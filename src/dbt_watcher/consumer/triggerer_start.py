@@ -79,9 +79,9 @@ def install() -> bool:
     Idempotent. Never raises: a refusal is logged and Airflow keeps its own behaviour.
     """
     try:
-        from airflow.callbacks.database_callback_sink import DatabaseCallbackSink
-        from airflow.jobs.triggerer_job_runner import TriggerRunnerSupervisor
+        from dbt_watcher.compat import triggerer_internals
 
+        TriggerRunnerSupervisor, DatabaseCallbackSink = triggerer_internals()  # noqa: N806 - classes
         if not enabled():
             log.info("dbt-watcher: triggerer fast start is off ([dbt_watcher] triggerer_fast_start)")
             return False
@@ -99,8 +99,8 @@ def install() -> bool:
         if tuple(inspect.signature(create).parameters) != _WRAPPED_PARAMETERS:
             log.warning("dbt-watcher: the triggerer's _create_workload changed; triggerer fast start is off")
             return False
-        TriggerRunnerSupervisor._create_workload = _wrap_create_workload(create)  # type: ignore[method-assign]
-        DatabaseCallbackSink.send = _wrap_send(send)  # type: ignore[method-assign]
+        TriggerRunnerSupervisor._create_workload = _wrap_create_workload(create)
+        DatabaseCallbackSink.send = _wrap_send(send)
     except Exception:
         log.exception("dbt-watcher: could not install triggerer fast start; consumers start the standard way")
         return False

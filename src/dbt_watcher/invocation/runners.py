@@ -200,6 +200,8 @@ def dbt_session(
     whose secrets dbt reads from the environment for the duration of the session (DAG parsing
     passes ``with_secrets=False``: parsing never connects).
     """
+    if with_secrets:
+        _mask_profile_secrets(project)
     with contextlib.ExitStack() as stack:
         secrets: Mapping[str, str] = {}
         if connection_id:
@@ -217,6 +219,16 @@ def dbt_session(
             if not outcome.ran:
                 raise RuntimeError(f"dbt deps failed: {outcome.error}")
         yield project, runner
+
+
+def _mask_profile_secrets(project: DbtProject) -> None:
+    """Airflow masks the profile's secrets in every task log line from here on (dbt's errors included)."""
+    from airflow.sdk.log import mask_secret
+
+    from dbt_watcher.project.secrets import profile_secrets
+
+    for secret in profile_secrets(project.profiles_dir):
+        mask_secret(secret)
 
 
 def needs_deps(project: DbtProject) -> bool:

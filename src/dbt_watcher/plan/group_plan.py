@@ -27,6 +27,8 @@ from dbt_watcher.lineage import NodeLineage
 from dbt_watcher.project.graph import DbtNode, ProjectGraph
 
 PRODUCER_TASK_ID = "dbt_producer"
+#: The audit task and the ``after_all`` test task: ids no consumer may take.
+AUDIT_TASK_ID, TESTS_TASK_ID = "dbt_audit", "dbt_tests"
 _INVALID_TASK_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 _MAX_TASK_ID = 200  # leaves room for group prefixes inside Airflow's 250-character limit
 
@@ -103,7 +105,7 @@ def build_plan(graph: ProjectGraph, *, selection_text: str = "the selection") ->
             "they match. Names are dbt node names, tags are written tag:<name>.",
         )
     watched_ids = {n.unique_id for n in watched}
-    task_ids = assign_task_ids(watched, reserved={PRODUCER_TASK_ID})
+    task_ids = assign_task_ids(watched, reserved={PRODUCER_TASK_ID, AUDIT_TASK_ID, TESTS_TASK_ID})
     upstream = {n.unique_id: _watched_parents(graph, n, watched_ids) for n in watched}
     order = _topological(upstream)
     tests, unattached = _attach_tests(graph, watched_ids, order)

@@ -52,24 +52,21 @@ def plan_notes(graph: ProjectGraph, plan: GroupPlan, cfg: WatcherConfig) -> list
                 "build; deferrable=True waits in the triggerer instead",
             )
         )
-    if cfg.deferrable and len(plan.consumers) > _TRIGGERER_START_HINT:
+    if cfg.deferrable and len(plan.consumers) > _TRIGGERER_CAPACITY:
         notes.append(
             (
                 logging.WARNING,
-                f"{len(plan.consumers)} consumers start in the triggerer, and Airflow ships and deserializes the "
-                "whole serialized DAG for each of them: that start-up grows with consumers x DAG size (measured "
-                "at 2,035 models: about 50 consumers started a minute, so most ended long after dbt built their "
-                "nodes). Split the project over several DAGs with select=; see docs/performance.md, "
-                "'Very large groups'",
+                f"{len(plan.consumers)} consumers wait in the triggerer, which runs at most [triggerer] capacity "
+                f"triggers (default {_TRIGGERER_CAPACITY}) per triggerer process: the rest start as others end, "
+                "later than their nodes. Raise the capacity or run more triggerers; see docs/performance.md, 'Scale'",
             )
         )
     return notes
 
 
 _WORKER_SLOTS_HINT = 32  # Airflow's default parallelism: more non-deferrable consumers than this queue up
-# Past this many start-from-trigger consumers, the triggerer's per-run start-up work (measured in
-# docs/performance.md) reaches tens of seconds of CPU on one core.
-_TRIGGERER_START_HINT = 500
+# Airflow's default [triggerer] capacity: consumers past it wait for a slot in the triggerer.
+_TRIGGERER_CAPACITY = 1000
 
 
 def plan_summary(plan: GroupPlan) -> str:

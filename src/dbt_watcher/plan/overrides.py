@@ -51,16 +51,50 @@ SAFE_CONSUMER_ARGS = frozenset(
     }
 )
 _SECONDS = frozenset({"retry_delay", "max_retry_delay", "execution_timeout"})
+_CALLBACKS = frozenset({"on_success_callback", "on_failure_callback", "on_retry_callback", "on_skipped_callback"})
+_WHOLE = frozenset({"retries", "pool_slots", "priority_weight", "max_active_tis_per_dag"})
+_TEXT = frozenset({"pool", "queue", "weight_rule", "owner", "task_display_name"}) | {
+    key for key in SAFE_CONSUMER_ARGS if key.startswith("doc")
+}
+_FLAGS = frozenset({"retry_exponential_backoff", "email_on_failure", "email_on_retry", "depends_on_past"})
+
+
+def _value_problem(key: str, value: Any) -> str | None:
+    """Why ``value`` cannot be the operator argument ``key`` (None: it can)."""
+    if key in _SECONDS:
+        ok = isinstance(value, timedelta) or (
+            isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < float("inf")
+        )
+        return None if ok else "a number of seconds or a timedelta"
+    if key in _WHOLE:
+        ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 0 or key == "priority_weight")
+        return None if ok else "a whole number (not negative)"
+    if key in _TEXT:
+        return None if isinstance(value, str) and value.strip() else "a non-empty string"
+    if key in _FLAGS:
+        return None if isinstance(value, bool) else "True or False"
+    if key in _CALLBACKS:
+        items = value if isinstance(value, list | tuple) else [value]
+        return None if all(callable(v) for v in items) else "a function or a list of functions"
+    if key == "email":
+        return None if isinstance(value, str | list | tuple) else "an address or a list of addresses"
+    return None
 
 
 def validate(args: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Keep the arguments if every key is safe for a consumer; durations may be given in seconds."""
+    """Keep the arguments if every key is safe for a consumer and every value has the right type;
+    durations may be given in seconds."""
+    if not isinstance(args, Mapping):
+        raise ConfigurationError(f"{where} is a {type(args).__name__}, not a dict.", f'Pass {where}={{"pool": "dbt"}}.')
     unknown = sorted(set(args) - SAFE_CONSUMER_ARGS)
     if unknown:
         raise ConfigurationError(
             f"{where} sets {', '.join(unknown)}, which dbt-watcher does not pass to a consumer task.",
             f"Use only: {', '.join(sorted(SAFE_CONSUMER_ARGS))}.",
         )
+    for key, value in args.items():
+        if (wanted := _value_problem(key, value)) is not None:
+            raise ConfigurationError(f"{where}[{key!r}] is {value!r}.", f"Pass {wanted}.")
     return {
         key: timedelta(seconds=value) if key in _SECONDS and isinstance(value, int | float) else value
         for key, value in args.items()

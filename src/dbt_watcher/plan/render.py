@@ -7,13 +7,21 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from dbt_watcher.assets import node_asset, producer_alias, relation_uri
-from dbt_watcher.consumer.audit import AUDIT_TASK_ID, DbtAuditOperator
+from dbt_watcher.consumer.audit import DbtAuditOperator
 from dbt_watcher.consumer.operator import DbtConsumerOperator
-from dbt_watcher.consumer.tests_task import TESTS_TASK_ID, DbtTestsOperator
+from dbt_watcher.consumer.tests_task import DbtTestsOperator
 from dbt_watcher.errors import ConfigurationError
 from dbt_watcher.lineage import NodeLineage
 from dbt_watcher.plan.group import DbtWatcherGroup
-from dbt_watcher.plan.group_plan import PRODUCER_TASK_ID, ConsumerSpec, ConsumerTask, GroupPlan, Watch
+from dbt_watcher.plan.group_plan import (
+    AUDIT_TASK_ID,
+    PRODUCER_TASK_ID,
+    TESTS_TASK_ID,
+    ConsumerSpec,
+    ConsumerTask,
+    GroupPlan,
+    Watch,
+)
 from dbt_watcher.plan.notes import log_notes, plan_summary
 from dbt_watcher.plan.overrides import node_args, validate_mapping
 from dbt_watcher.plan.runtime import GroupRuntime

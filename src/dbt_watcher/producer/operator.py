@@ -29,7 +29,6 @@ from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
-from airflow.sdk.log import mask_secret
 
 from dbt_watcher import compat
 from dbt_watcher.channel.channel import FINISHED, Invocation, RunStatus, StatusChannel
@@ -46,9 +45,12 @@ from dbt_watcher.producer.closing import recover_attempt
 from dbt_watcher.producer.ledger import Ledger, LedgerBook
 from dbt_watcher.producer.narrowing import Narrowing
 from dbt_watcher.producer.run_args import call_hook, merge_returned
+from dbt_watcher.producer.stall import watch_consumers
 
 log = logging.getLogger(__name__)
 
+#: Seconds the producer waits, after its last result, for the consumers to end before it reports them.
+STALL_WINDOW = 120.0
 #: Consumer states after which a consumer does not wait for this run's build any more.
 _CONSUMER_DONE = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 
@@ -125,6 +127,8 @@ class DbtProducerOperator(BaseOperator):
         if rt.config.callback is not None:
             log.info("Calling the group's callback with the artifacts folder %s", run_path)
             rt.config.callback(run_path, context)
+        if rt.config.deferrable:
+            watch_consumers(self.consumers, status, lambda: self._states(address), window=STALL_WINDOW)
         self._verdict(address, ledger, status, built_now=select is not None)
         return rt.share(run_path)
 
@@ -136,9 +140,7 @@ class DbtProducerOperator(BaseOperator):
             return book.save(Ledger.fresh(clear_number))
         if ledger.clear_number == clear_number:
             return ledger
-        states = compat.task_states(
-            address.dag_id, address.run_id, group_id=self.runtime.group_id, map_index=address.map_index
-        )
+        states = self._states(address)
         if not any(states.get(c.task_id) in _CONSUMER_DONE for c in self.consumers):
             log.info("Every task of the group was cleared (DAG-run clear or backfill): a new build of this run")
             return book.save(Ledger.fresh(clear_number))
@@ -192,10 +194,7 @@ class DbtProducerOperator(BaseOperator):
         if cfg.producer_retry != "resume" or previous is None:
             log.info("Nodes that did not succeed are left to their consumers, which rebuild them on retry.")
             return None
-        states = compat.task_states(
-            address.dag_id, address.run_id, group_id=self.runtime.group_id, map_index=address.map_index
-        )
-        todo = nodes_to_resume(self.consumers, previous, states)
+        todo = nodes_to_resume(self.consumers, previous, self._states(address))
         if not todo:
             log.info("producer_retry='resume': every node already succeeded; nothing to run.")
             return None
@@ -207,7 +206,7 @@ class DbtProducerOperator(BaseOperator):
         if reuse:
             stored = StatusChannel(mirror).read_invocation()
             if stored is not None:
-                return stored
+                return stored.mask_secrets()
         invocation = replace(
             self.runtime.base_invocation,
             vars=dict(self.dbt_vars or {}),
@@ -216,10 +215,7 @@ class DbtProducerOperator(BaseOperator):
         )
         if self.hook is not None:
             invocation = merge_returned(invocation, call_hook(self.hook, context, self.hook_kwargs))
-        # vars may carry secrets: values under names Airflow deems sensitive (password, token, api_key,
-        # ...) are masked in every log line from here on, dbt's own lines included.
-        mask_secret(dict(invocation.vars))
-        return invocation
+        return invocation.mask_secrets()  # vars may carry secrets: dbt's own log lines included
 
     def _narrowing(self, context: Any) -> Narrowing:
         """What narrows this run's build (see :mod:`dbt_watcher.producer.narrowing`)."""
@@ -268,10 +264,8 @@ class DbtProducerOperator(BaseOperator):
         last = ledger.last_ended
         if last is not None and last.exit_code == 0:
             return
-        if not built_now and last is not None and self._every_node_green(address, status):
-            log.info(
-                "Every node of the group succeeded in this run (some rebuilt after dbt exited %s).", last.exit_code
-            )
+        if not built_now and ledger.built and self._every_node_green(address, status):
+            log.info("Every node of the group succeeded in this run (some rebuilt by their consumers).")
             return
         problem = last.problem if last is not None else "the dbt build of this run did not finish"
         message = f"The dbt build of this run is not green: {problem}"
@@ -279,10 +273,13 @@ class DbtProducerOperator(BaseOperator):
             raise AirflowException(message)  # a retry resumes: it builds what did not succeed
         raise AirflowFailException(message)  # a retry would build nothing: no point in one
 
-    def _every_node_green(self, address: RunAddress, status: RunStatus) -> bool:
-        states = compat.task_states(
+    def _states(self, address: RunAddress) -> dict[str, str]:
+        return compat.task_states(
             address.dag_id, address.run_id, group_id=self.runtime.group_id, map_index=address.map_index
         )
+
+    def _every_node_green(self, address: RunAddress, status: RunStatus) -> bool:
+        states = self._states(address)
         return all(
             states.get(c.task_id) == "success" or final_decision(c.watch, status).action is Action.SUCCEED
             for c in self.consumers

@@ -7,7 +7,10 @@ which dbt scrubs from its logs (Airflow masks connection passwords in task logs 
 Supported connection types:
 
 * ``postgres``: host, port, login, password; the connection's *schema* field is the database;
-  extra ``{"dbt_schema": "analytics"}`` sets dbt's schema (default ``public``);
+  extra ``{"dbt_schema": "analytics"}`` sets dbt's schema (default ``public``); the extras dbt-postgres
+  has a setting for pass through unchanged: TLS (``sslmode``, ``sslrootcert``, ``sslcert``,
+  ``sslkey``), ``role``, ``search_path``, ``keepalives_idle``, ``connect_timeout``,
+  ``application_name``, ``retries``;
 * ``duckdb``: the database file in *host* or extra ``{"path": ...}``; extra ``schema`` (default ``main``).
 """
 
@@ -29,6 +32,20 @@ from dbt_watcher.project.project import DbtProject
 
 TARGET = "airflow"
 PASSWORD_ENV = "DBT_ENV_SECRET_DBT_WATCHER_PASSWORD"
+#: Connection extras that are settings of dbt-postgres's credentials (``PostgresCredentials`` in
+#: dbt/adapters/postgres/connections.py, dbt-postgres 1.10-1.11): passed to the profile as they are.
+POSTGRES_EXTRAS = (
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "role",
+    "search_path",
+    "keepalives_idle",
+    "connect_timeout",
+    "application_name",
+    "retries",
+)
 
 
 def get_connection(connection_id: str) -> Any:
@@ -58,6 +75,7 @@ def profile_outputs(conn: Any, threads: int | None) -> tuple[dict[str, Any], dic
             "password": f"{{{{ env_var('{PASSWORD_ENV}') }}}}",
             "dbname": conn.schema or extra.get("database") or "postgres",
             "schema": extra.get("dbt_schema", "public"),
+            **{key: extra[key] for key in POSTGRES_EXTRAS if extra.get(key) is not None},
         }
         secrets[PASSWORD_ENV] = conn.password or ""
     elif kind == "duckdb":

@@ -237,8 +237,9 @@ def load_graph(
     cached = _read_cache(directory / f"{key}.json")
     if cached is None:
         from dbt_watcher.project.manifest import build_graph
+        from dbt_watcher.project.secrets import scrubbed_errors
 
-        with _scratch_dir(directory) as scratch:
+        with _scratch_dir(directory) as scratch, scrubbed_errors(project.profiles_dir):
             cached = build_graph(
                 project,
                 selection,

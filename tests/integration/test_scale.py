@@ -1,0 +1,61 @@
+"""A thousand consumers in the real stack: every one ends, and a triggerer that dies mid-run loses none.
+
+Two triggerers share the consumers (Airflow's HA mode). One is killed (SIGKILL) while the build runs;
+the other adopts its triggers once Airflow sees its heartbeat stop
+(``[triggerer] triggerer_health_check_threshold``), and every consumer still ends with dbt's verdict.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from devstack.stack import AirflowStack
+
+from .oracle import assert_verdicts
+from .scenario import assert_all_green, finish, trigger, wait_until
+
+pytestmark = pytest.mark.integration
+
+DAG = "wide_views"
+
+
+def _triggerer_of_each(stack: AirflowStack, run_id: str) -> dict[int, int]:
+    rows = stack.sql(
+        "select t.triggerer_id, count(*) from task_instance ti join trigger t on t.id = ti.trigger_id "
+        "where ti.dag_id = %s and ti.run_id = %s group by t.triggerer_id",
+        (DAG, run_id),
+    )
+    return {int(r[0]): int(r[1]) for r in rows if r[0] is not None}
+
+
+def test_a_thousand_consumers_end_and_survive_a_triggerer_dying(stack: AirflowStack) -> None:
+    stack.start_component("triggerer", name="triggerer-2")
+    try:
+        stack.wait_for_dags([DAG], timeout=900)
+        started = time.monotonic()
+        run_id = trigger(stack, DAG)
+        split = wait_until(
+            lambda: len(_triggerer_of_each(stack, run_id)) == 2 and _triggerer_of_each(stack, run_id),
+            timeout=600,
+            every=2,
+        )
+        print(f"consumers per triggerer before the kill: {split}")
+        wait_until(
+            lambda: sum(1 for s in stack.task_states(DAG, run_id).values() if s == "success") > 50, timeout=600, every=2
+        )
+        stack.stop_component("triggerer", sig=signal.SIGKILL)  # the first triggerer dies mid-run
+        out = finish(stack, DAG, run_id, timeout=1500)
+        consumers = [
+            t for t in out.states if t.startswith("wide.") and t not in ("wide.dbt_producer", "wide.dbt_audit")
+        ]
+        print(f"{len(consumers)} consumers ended in {time.monotonic() - started:.0f} s")
+        assert len(consumers) == 1000
+        assert_all_green(stack, out)
+        assert_verdicts(stack, out, group="wide")
+    finally:
+        stack.start_component("triggerer")
+        stack.stop_component("triggerer-2")
+        stack.wait_healthy()

@@ -1,0 +1,105 @@
+"""Bad input: every parameter is checked at parse time, and no secret reaches a message."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from dbt_watcher.config import WatcherConfig
+from dbt_watcher.errors import ConfigurationError
+from dbt_watcher.plan.overrides import validate
+from dbt_watcher.project.profiles import profile_outputs
+from dbt_watcher.project.secrets import profile_secrets, scrubbed_errors
+
+from ..conftest import JAFFLE_SHOP
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"poke_interval": float("nan")}, "poke_interval"),
+        ({"poke_interval": float("inf")}, "poke_interval"),
+        ({"poke_interval": 0.001}, "poke_interval"),
+        ({"poke_interval": "1"}, "poke_interval"),
+        ({"timeout": float("inf")}, "timeout"),
+        ({"timeout": timedelta(0)}, "timeout"),
+        ({"select": 123}, "select"),
+        ({"select": {"tag": "daily"}}, "select"),
+        ({"exclude": ["a", 3]}, "exclude"),
+        ({"dbt_args": "--fail-fast"}, "dbt_args"),
+        ({"dbt_args": ["--fail-fast", 3]}, "dbt_args"),
+        ({"dbt_args": ["--select", "orders"]}, "--select"),
+        ({"dbt_args": ["--target-path=/tmp/x"]}, "--target-path"),
+        ({"dbt_args": ["-s", "orders"]}, "-s"),
+        ({"artifacts_dir": "relative/folder"}, "artifacts_dir"),
+        ({"deferrable": "yes"}, "deferrable"),
+        ({"threads": True}, "threads"),
+        ({"vars": ["a"]}, "vars"),
+        ({"group_id": "has space"}, "group_id"),
+        ({"status_retention": timedelta(minutes=5)}, "status_retention"),
+        ({"producer_retry": "again"}, "producer_retry"),
+    ],
+)
+def test_each_bad_parameter_is_named_with_its_fix(params: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigurationError, match=named) as raised:
+        WatcherConfig(project_dir=str(JAFFLE_SHOP), **params)
+    assert "How to fix" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        ({"retries": "two"}, "retries"),
+        ({"pool": 5}, "pool"),
+        ({"retry_delay": -1}, "retry_delay"),
+        ({"on_failure_callback": "notify"}, "on_failure_callback"),
+        ({"depends_on_past": 1}, "depends_on_past"),
+    ],
+)
+def test_per_node_operator_arguments_are_checked_by_value(args: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        validate(args, "node_operator_args['tag:x']")
+    assert validate({"retries": 2, "retry_delay": 5, "pool": "dbt"}, "x")["retry_delay"] == timedelta(seconds=5)
+
+
+def _profiles(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "profiles.yml").write_text(body)
+    return tmp_path
+
+
+def test_a_secret_in_a_profile_error_never_reaches_the_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WAREHOUSE_TOKEN", "token-from-the-env-42")
+    folder = _profiles(
+        tmp_path,
+        "p:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n      path: w.duckdb\n"
+        "      settings: s3cr3t-VALUE-123\n      token: \"{{ env_var('WAREHOUSE_TOKEN') }}\"\n",
+    )
+    assert {"s3cr3t-VALUE-123", "token-from-the-env-42"} <= profile_secrets(folder)
+    with pytest.raises(ConfigurationError) as raised, scrubbed_errors(folder):
+        raise ValueError("'s3cr3t-VALUE-123' is not valid under any of the given schemas; token-from-the-env-42")
+    assert "s3cr3t" not in str(raised.value) and "token-from-the-env" not in str(raised.value)
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+def test_a_connection_keeps_its_tls_and_role_settings() -> None:
+    conn = SimpleNamespace(
+        conn_id="wh",
+        conn_type="postgres",
+        host="db",
+        port=5432,
+        login="u",
+        password="pw-9137",
+        schema="analytics",
+        extra_dejson={"sslmode": "verify-full", "sslrootcert": "/etc/ca.pem", "role": "transformer", "other": "x"},
+    )
+    output, secrets = profile_outputs(conn, threads=4)
+    assert (
+        output["sslmode"] == "verify-full"
+        and output["sslrootcert"] == "/etc/ca.pem"
+        and output["role"] == "transformer"
+    )
+    assert "other" not in output and "pw-9137" not in str(output) and list(secrets.values()) == ["pw-9137"]

@@ -1,0 +1,48 @@
+"""A triggerer that does not end the consumers is reported by the producer, never silent."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from dbt_watcher.channel.channel import FINISHED, RunStatus
+from dbt_watcher.invocation.events import NodeResult
+from dbt_watcher.plan.group_plan import ConsumerSpec, ConsumerTask, Watch
+from dbt_watcher.producer.stall import watch_consumers
+
+from .graphs import model
+
+
+def consumer(name: str) -> ConsumerTask:
+    uid = f"model.shop.{name}"
+    return ConsumerTask(f"g.{name}", ConsumerSpec(name, model(name), (), ()), Watch(uid), f"sel:{name}", {})
+
+
+def test_consumers_still_waiting_after_the_window_are_named(caplog: pytest.LogCaptureFixture) -> None:
+    consumers = [consumer("a"), consumer("b"), consumer("c")]
+    status = RunStatus(
+        "g",
+        1,
+        FINISHED,
+        {"model.shop.a": NodeResult("model.shop.a", "success"), "model.shop.b": NodeResult("model.shop.b", "error")},
+    )
+    states = iter([{"g.a": "deferred", "g.b": "deferred"}, {"g.a": "success", "g.b": "deferred"}] * 3)
+    now = [0.0]
+    with caplog.at_level(logging.ERROR):
+        left = watch_consumers(
+            consumers,
+            status,
+            lambda: next(states),
+            window=5.0,
+            sleep=lambda s: now.__setitem__(0, now[0] + s),
+            clock=lambda: now[0],
+        )
+    assert left == ["g.b", "g.c"]  # the build is over: every consumer should have ended
+    assert "2 consumers have not ended" in caplog.text and "g.b" in caplog.text
+
+
+def test_consumers_that_end_end_the_watch_at_once() -> None:
+    consumers = [consumer("a")]
+    status = RunStatus("g", 1, FINISHED, {"model.shop.a": NodeResult("model.shop.a", "success")})
+    assert watch_consumers(consumers, status, lambda: {"g.a": "success"}, window=60.0, sleep=pytest.fail) == []
