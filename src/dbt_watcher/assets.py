@@ -12,7 +12,8 @@ URI scheme (stable; documented in docs/assets.md):
 The producer emits the events of consumers that end in the triggerer through one AssetAlias per
 (DAG, group), :func:`producer_alias`.
 
-The asset's name is its URI, so one table is one asset whoever declares it.
+The asset's name is its URI, so one table is one asset whoever declares it. A group's
+``translator=`` may name assets differently (:mod:`dbt_watcher.translator`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from dbt_watcher.project.graph import DbtNode, DbtSource, Relation, Target
+from dbt_watcher.project.graph import Relation, Target
 
 if TYPE_CHECKING:
-    from airflow.sdk import Asset, AssetAlias
+    from airflow.sdk import AssetAlias
 
 
 def relation_uri(target: Target, relation: Relation) -> str:
@@ -37,21 +38,6 @@ def relation_uri(target: Target, relation: Relation) -> str:
         return f"duckdb://{parts}"
     authority = target.host or database or "default"
     return f"{adapter}://{quote(authority, safe='.-')}/{parts}"
-
-
-def node_asset(target: Target, node: DbtNode) -> Asset:
-    from airflow.sdk import Asset
-
-    if node.relation is None:
-        raise ValueError(f"dbt node {node.unique_id} has no relation, so it has no asset")
-    return Asset(uri=relation_uri(target, node.relation))
-
-
-def source_asset(target: Target, source: DbtSource) -> Asset:
-    """The Asset of a dbt source table (the same URI scheme as models)."""
-    from airflow.sdk import Asset
-
-    return Asset(uri=relation_uri(target, source.relation))
 
 
 def producer_alias(dag_id: str, group_id: str) -> AssetAlias:

@@ -97,6 +97,13 @@ def check_config(cfg: WatcherConfig) -> None:
             'Pass an object-storage URL such as "s3://aws_default@my-bucket/dbt-artifacts"; for a folder use '
             "artifacts_dir=.",
         )
+    if cfg.translator is not None:
+        from dbt_watcher.translator import DbtWatcherTranslator
+
+        if not isinstance(cfg.translator, DbtWatcherTranslator):
+            raise problem(
+                "translator", cfg.translator, "is not a DbtWatcherTranslator", "Pass an instance of a subclass of it."
+            )
     for name in ("callback",):
         if getattr(cfg, name) is not None and not callable(getattr(cfg, name)):
             raise problem(name, getattr(cfg, name), "is not a function", "Pass callback=my_function.")

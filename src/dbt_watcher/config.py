@@ -7,10 +7,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from dbt_watcher.checks import check_config
 from dbt_watcher.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from dbt_watcher.translator import DbtWatcherTranslator
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class WatcherConfig:
     producer_retry_skip: bool = True
     #: What such a retry does: ``"skip"`` (finish the run; consumers rebuild their own failed nodes)
     #: or ``"resume"`` (one dbt invocation for the nodes that failed or never ran).
-    producer_retry: str = "skip"
+    producer_retry: Literal["skip", "resume"] = "skip"
     #: Worker queue for consumers' own rebuilds (deferrable consumers need a worker only for those).
     consumer_retry_queue: str | None = None
     #: Emit one Airflow Asset event per successfully built model, seed and snapshot.
@@ -71,7 +74,7 @@ class WatcherConfig:
     #: Where dbt tests run: "build" (in the producer's build, gating their model's consumer), "none",
     #: "after_all" (one task runs the selection's tests after every consumer), "after_each" (one
     #: task per model watches that model's tests, after its consumer).
-    test_behavior: str = "build"
+    test_behavior: Literal["build", "none", "after_all", "after_each"] = "build"
     #: Run ``dbt source freshness`` first and leave out nodes downstream of stale sources; True for
     #: dbt's verdict (error = stale) or a function deciding from the results.
     source_freshness: bool | Callable[..., Mapping[str, str]] = False
@@ -89,6 +92,10 @@ class WatcherConfig:
     #: Run ``dbt deps`` when the project declares packages and they are not installed.
     install_deps: bool = False
 
+    #: How dbt nodes become Airflow objects (task ids, asset URIs, lineage names, docs, per-node
+    #: operator arguments): a :class:`~dbt_watcher.translator.DbtWatcherTranslator` (subclass);
+    #: default: dbt-watcher's rules.
+    translator: DbtWatcherTranslator | None = None
     #: Add a ``dbt_audit`` task that, once every consumer ended, checks each one's state against
     #: dbt's verdict for the run and fails naming any green without dbt's success.
     audit: bool = True
@@ -119,6 +126,13 @@ class WatcherConfig:
                 "See docs/parameters.md for the parameters dbt_watcher_group accepts.",
             )
         return replace(self, **changes)
+
+    @property
+    def naming(self) -> DbtWatcherTranslator:
+        """The translator in use (``translator=``, else the default rules)."""
+        from dbt_watcher.translator import DEFAULT_TRANSLATOR
+
+        return self.translator if self.translator is not None else DEFAULT_TRANSLATOR
 
     def artifacts_root(self) -> Path:
         if self.artifacts_dir is not None:

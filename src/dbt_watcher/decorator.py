@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Literal
 
-from dbt_watcher.assets import node_asset
 from dbt_watcher.config import WatcherConfig
 from dbt_watcher.errors import ConfigurationError
 from dbt_watcher.plan.group import DbtWatcherGroup, source_assets
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Asset
 
     from dbt_watcher.project.graph import ProjectGraph
+    from dbt_watcher.translator import DbtWatcherTranslator
 
 
 @dataclass(frozen=True)
@@ -121,52 +123,85 @@ class WatcherGroupFactory:
                 extra_selections=keys,
                 dbt_executable=_str(self.config.dbt_executable),
             )
-        return graph, build_plan(graph, selection_text=f"The selection ({selection.describe()})")
+        plan = build_plan(
+            graph, selection_text=f"The selection ({selection.describe()})", task_name=self.config.naming.task_id
+        )
+        return graph, plan
 
     def asset(self, name: str) -> Asset:
         """The Asset of a node, at parse time, without rendering the group (for other DAGs)."""
         graph, plan = self.load()
-        return node_asset(graph.target, plan.find(name).node)
+        return self.config.naming.node_asset(graph.target, plan.find(name).node)
 
     def source_assets(self) -> list[Asset]:
         """The Assets of the dbt sources the group reads, without rendering it."""
         graph, plan = self.load()
-        return source_assets(graph, plan)
+        return source_assets(graph, plan, self.config.naming)
 
 
 def _str(value: Any) -> str | None:
     return str(value) if value is not None else None
 
 
-@overload
-def dbt_watcher_group(python_callable: Callable[..., Any], /) -> WatcherGroupFactory: ...
-@overload
-def dbt_watcher_group(**params: Any) -> Callable[[Callable[..., Any]], WatcherGroupFactory]: ...
 def dbt_watcher_group(
-    python_callable: Callable[..., Any] | None = None, /, **params: Any
-) -> WatcherGroupFactory | Callable[[Callable[..., Any]], WatcherGroupFactory]:
+    *,
+    project_dir: str | os.PathLike[str],
+    profiles_dir: str | os.PathLike[str] | None = None,
+    profile: str | None = None,
+    target: str | None = None,
+    threads: int | None = None,
+    select: str | Sequence[str] | None = None,
+    exclude: str | Sequence[str] | None = None,
+    selector: str | None = None,
+    vars: Mapping[str, Any] | None = None,
+    full_refresh: bool | str = False,
+    deferrable: bool = True,
+    poke_interval: float = 0.5,
+    timeout: float | timedelta = timedelta(hours=24),
+    setup_operator_args: Mapping[str, Any] | None = None,
+    producer_retry_skip: bool = True,
+    producer_retry: Literal["skip", "resume"] = "skip",
+    consumer_retry_queue: str | None = None,
+    emit_assets: bool = True,
+    operator_args: Mapping[str, Any] | None = None,
+    group_id: str | None = None,
+    artifacts_dir: str | os.PathLike[str] | None = None,
+    artifacts_url: str | None = None,
+    dbt_args: Sequence[str] = (),
+    cache_dir: str | os.PathLike[str] | None = None,
+    test_behavior: Literal["build", "none", "after_all", "after_each"] = "build",
+    source_freshness: bool | Callable[..., Mapping[str, str]] = False,
+    only_changed_sources: bool = False,
+    node_operator_args: Mapping[str, Mapping[str, Any]] | None = None,
+    callback: Callable[..., Any] | None = None,
+    dbt_executable: str | os.PathLike[str] | None = None,
+    connection_id: str | None = None,
+    install_deps: bool = False,
+    translator: DbtWatcherTranslator | None = None,
+    audit: bool = True,
+    status_retention: timedelta | float = timedelta(days=30),
+) -> Callable[[Callable[..., Any]], WatcherGroupFactory]:
     """Render a dbt project as a TaskGroup: one producer ``dbt build`` and one live task per node.
 
-    Every parameter is documented on :class:`dbt_watcher.config.WatcherConfig` and in
-    docs/parameters.md; ``project_dir`` is required.
+    Every parameter is documented on :class:`dbt_watcher.config.WatcherConfig` (the one owner of each
+    setting; this signature mirrors it so that type checkers and IDEs know the parameters) and in
+    docs/parameters.md. Raises :class:`~dbt_watcher.errors.ConfigurationError` for a bad value.
     """
-    if "project_dir" not in params:
-        raise ConfigurationError(
-            "dbt_watcher_group needs project_dir=.", 'Write @dbt_watcher_group(project_dir="path/to/dbt/project").'
-        )
-    try:
-        config = WatcherConfig(**params)
-    except TypeError as exc:
-        raise ConfigurationError(
-            f"dbt_watcher_group got an unknown parameter: {exc}.",
-            "See docs/parameters.md for the parameters dbt_watcher_group accepts.",
-        ) from exc
+    config = WatcherConfig(**{name: value for name, value in locals().items() if name in _FIELDS})
 
     def decorate(function: Callable[..., Any]) -> WatcherGroupFactory:
+        if not callable(function):
+            raise ConfigurationError(
+                f"@dbt_watcher_group(...) decorates a function, not {type(function).__name__}.",
+                "Write @dbt_watcher_group(project_dir=...) above a function definition.",
+            )
         source = inspect.getsourcefile(function)
         return WatcherGroupFactory(function, config, Path(source).parent if source else Path.cwd())
 
-    return decorate(python_callable) if python_callable is not None else decorate
+    return decorate
+
+
+_FIELDS = frozenset(f.name for f in fields(WatcherConfig))
 
 
 def _bind_call_arguments(

@@ -15,21 +15,29 @@ not one producer job touching everything. Dataset names follow the asset URIs: n
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class NodeLineage:
-    """The asset URIs a node reads and the one it writes."""
+    """The asset URIs a node reads and the one it writes, with the OpenLineage (namespace, name) of
+    each URI (from the group's translator; the default rule when missing)."""
 
     inputs: tuple[str, ...] = ()
     output: str | None = None
+    names: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+
+    def dataset(self, uri: str) -> tuple[str, str]:
+        return self.names.get(uri) or dataset_name(uri)
 
 
 def dataset_name(uri: str) -> tuple[str, str]:
@@ -41,10 +49,10 @@ def dataset_name(uri: str) -> tuple[str, str]:
     return f"{parts.scheme}://{parts.netloc}", ".".join(path)
 
 
-def _datasets(uris: Iterable[str]) -> list[Any]:
+def _datasets(lineage: NodeLineage, uris: Iterable[str]) -> list[Any]:
     from openlineage.client.event_v2 import Dataset
 
-    return [Dataset(namespace=namespace, name=name) for namespace, name in map(dataset_name, uris)]
+    return [Dataset(namespace=namespace, name=name) for namespace, name in map(lineage.dataset, uris)]
 
 
 def operator_lineage(lineage: NodeLineage) -> Any:
@@ -54,7 +62,7 @@ def operator_lineage(lineage: NodeLineage) -> Any:
     except ImportError:
         return None
     outputs = [lineage.output] if lineage.output else []
-    return OperatorLineage(inputs=_datasets(lineage.inputs), outputs=_datasets(outputs))
+    return OperatorLineage(inputs=_datasets(lineage, lineage.inputs), outputs=_datasets(lineage, outputs))
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,7 @@ class Completion:
     lineage: NodeLineage
 
 
-def emit_completions(context: Any, completions: Sequence[Completion]) -> int:
+def emit_completions(context: Context, completions: Sequence[Completion]) -> int:
     """Send one COMPLETE event per consumer, as the consumer's first try would have. Best effort."""
     if not completions:
         return 0

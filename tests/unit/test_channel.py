@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dbt_watcher.channel import channel as channel_module
+from dbt_watcher.channel import writer as writer_module
 from dbt_watcher.channel.channel import (
     FINISHED,
     HEAD,
@@ -46,7 +46,7 @@ def test_wire_format_round_trips_and_drops_empty_fields() -> None:
 
 
 def test_writer_and_reader_agree_across_chunks_and_read_each_chunk_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(channel_module, "CHUNK_RESULTS", 3)
+    monkeypatch.setattr(writer_module, "CHUNK_RESULTS", 3)
     store = MemoryStore()
     write(store, *(f"model.p.m{i}" for i in range(8)))
     head = store.data[HEAD]
@@ -82,7 +82,7 @@ def test_async_reader_sees_the_same_status() -> None:
 
 
 def test_a_missing_chunk_is_incomplete_never_an_absent_result(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(channel_module, "CHUNK_RESULTS", 2)
+    monkeypatch.setattr(writer_module, "CHUNK_RESULTS", 2)
     store = MemoryStore()
     write(store, "model.p.a", "model.p.b", "model.p.c")
     del store.data[chunk_key(1, 0)]
@@ -92,7 +92,7 @@ def test_a_missing_chunk_is_incomplete_never_an_absent_result(monkeypatch: pytes
 
 def test_a_later_attempt_is_never_read_from_an_earlier_attempts_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     # kind 8: attempt 2 carries attempt 1's results over and rewrites them; chunks are versioned by attempt
-    monkeypatch.setattr(channel_module, "CHUNK_RESULTS", 2)
+    monkeypatch.setattr(writer_module, "CHUNK_RESULTS", 2)
     store = MemoryStore()
     write(store, "model.p.a", "model.p.b", "model.p.c")
     reader = ChannelReader()

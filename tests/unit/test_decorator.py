@@ -182,10 +182,11 @@ def test_emit_assets_false_and_non_deferrable() -> None:
 def test_calling_outside_a_dag_and_bad_parameters_are_clear_errors() -> None:
     with pytest.raises(ConfigurationError, match="outside a DAG"):
         jaffle_shop()
-    with pytest.raises(ConfigurationError, match="unknown parameter"):
-        dbt_watcher_group(project_dir=str(JAFFLE_SHOP), thread=4)
-    with pytest.raises(ConfigurationError, match="needs project_dir"):
-        dbt_watcher_group(threads=4)
+    # the signature is explicit: Python (and mypy, statically) names an unknown or missing parameter
+    with pytest.raises(TypeError, match="thread"):
+        dbt_watcher_group(project_dir=str(JAFFLE_SHOP), thread=4)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="project_dir"):
+        dbt_watcher_group(threads=4)  # type: ignore[call-arg]
     with pytest.raises(ConfigurationError, match="poke_interval"):
         jaffle_shop.override(poke_interval=0)
     with pytest.raises(ConfigurationError, match="unknown dbt_watcher_group parameter"):
@@ -275,3 +276,42 @@ def test_a_connection_replaces_profiles_yml(monkeypatch: pytest.MonkeyPatch, tmp
         group = jaffle_shop.override(group_id="conn", connection_id="warehouse")()
     assert group.asset("orders").uri == "duckdb://w/main/orders"
     assert group.producer is not None and group.producer.runtime.config.connection_id == "warehouse"
+
+
+def test_a_translator_changes_one_rule_and_keeps_the_others() -> None:
+    from dbt_watcher.translator import DbtWatcherTranslator
+
+    class Prefixed(DbtWatcherTranslator):
+        def task_id(self, node):  # type: ignore[no-untyped-def]
+            return f"dbt_{node.name}"
+
+        def asset_uri(self, target, relation):  # type: ignore[no-untyped-def]
+            return f"warehouse://analytics/{relation.identifier}"
+
+        def operator_args(self, node):  # type: ignore[no-untyped-def]
+            return {"pool": "dbt"} if node.name == "orders" else {}
+
+    with DAG("translated", schedule=None, start_date=START) as d:
+        group = jaffle_shop.override(translator=Prefixed())()
+    orders = d.task_dict["jaffle_shop.dbt_orders"]
+    assert orders.pool == "dbt" and d.task_dict["jaffle_shop.dbt_customers"].pool != "dbt"
+    assert group.asset("orders").uri == "warehouse://analytics/orders" and orders.outlets == [group.asset("orders")]
+    assert orders.consumer.lineage.output == "warehouse://analytics/orders"
+    assert "model.jaffle_shop.orders" in orders.doc_md  # the default doc rule, untouched
+    with pytest.raises(ConfigurationError, match="translator"):
+        jaffle_shop.override(translator=object())
+
+
+def test_the_decorators_signature_mirrors_every_parameter_of_the_config() -> None:
+    import dataclasses
+    import inspect
+
+    from dbt_watcher.config import WatcherConfig
+
+    parameters = inspect.signature(dbt_watcher_group).parameters
+    for f in dataclasses.fields(WatcherConfig):
+        default = f.default if f.default is not dataclasses.MISSING else inspect.Parameter.empty
+        if f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        assert parameters[f.name].default == default, f.name
+    assert set(parameters) == {f.name for f in dataclasses.fields(WatcherConfig)}

@@ -119,7 +119,7 @@ class Stage:
         self.runner = runner
         self.xcoms.data.clear()
         context = {
-            "ti": SimpleNamespace(try_number=number, map_index=-1, dag_id="d", task_id=PRODUCER),
+            "ti": SimpleNamespace(try_number=number, map_index=-1, dag_id="d", run_id="r1", task_id=PRODUCER),
             "run_id": "r1",
             "dag_run": SimpleNamespace(clear_number=self.clear_number),
             "task_state_store": self.tss,
@@ -295,3 +295,27 @@ def test_an_attempt_killed_after_dbt_finished_is_recovered_from_dbts_record(
     status = stage.status()
     assert all(final_decision(c.watch, status).action is Action.SUCCEED for c in stage.producer.consumers)
     assert stage.ledger().attempts[0].exit_code == 0
+
+
+def test_a_hook_that_raises_is_published_at_once_and_consumers_wait_for_the_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dbt_watcher.consumer.decision import View, decide
+
+    stage = Stage(tmp_path, monkeypatch)
+
+    def hook() -> None:
+        raise RuntimeError("the warehouse's API is down")
+
+    stage.producer.hook = hook
+    with pytest.raises(RuntimeError):
+        stage.attempt(1, FakeRunner(GOOD))
+    status = stage.status()
+    assert status.state == "failed" and not status.built and "API is down" in (status.error or "")
+    watch = stage.producer.consumers[0].watch
+    assert decide(watch, View(status, producer_state="up_for_retry"), try_number=1).action is Action.WAIT
+    assert decide(watch, View(status, producer_state="failed"), try_number=1).action is Action.FAIL
+    stage.producer.hook = None
+    runner = FakeRunner(GOOD)
+    stage.attempt(2, runner)
+    assert len(runner.commands) == 1 and runner.commands[0].select == ()

@@ -23,6 +23,12 @@ class RunAddress:
     producer_task_id: str
     map_index: int = -1
 
+    @classmethod
+    def of(cls, ti: Any, producer_task_id: str) -> RunAddress:
+        """The channel of the run (and map index) a task instance or trigger's task instance belongs to."""
+        map_index = getattr(ti, "map_index", None)
+        return cls(ti.dag_id, ti.run_id, producer_task_id, int(map_index) if map_index is not None else -1)
+
 
 class ProducerXComs:
     """The channel's keys as XComs of the producer task instance (readable by every task and trigger)."""

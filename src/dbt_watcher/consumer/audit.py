@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException
@@ -39,8 +39,11 @@ from dbt_watcher.channel.store import RunAddress
 from dbt_watcher.consumer.decision import Action, final_decision
 from dbt_watcher.consumer.poller import DEMANDS, Demand, RunPoller, Snapshot
 from dbt_watcher.consumer.trigger import TIMEOUT_GRACE_SECONDS, stream_key
-from dbt_watcher.plan.group_plan import AUDIT_TASK_ID, ConsumerTask, Watch
+from dbt_watcher.plan.group_plan import ConsumerTask, Watch
 from dbt_watcher.plan.runtime import GroupRuntime
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +101,8 @@ class AuditTrigger(BaseEventTrigger):
     def _bind(self) -> None:
         ti = self.task_instance
         if ti is not None:
-            self.dag_id, self.run_id = ti.dag_id, ti.run_id
-            self.map_index = int(ti.map_index) if getattr(ti, "map_index", None) is not None else -1
+            address = RunAddress.of(ti, self.producer_task_id)
+            self.dag_id, self.run_id, self.map_index = address.dag_id, address.run_id, address.map_index
 
     @property
     def address(self) -> RunAddress:
@@ -208,17 +211,16 @@ class DbtAuditOperator(BaseSensorOperator):
             **bound,
         }
 
-    def execute(self, context: Any, event: Any = None) -> Any:
+    def execute(self, context: Context, event: Any = None) -> Any:
         # Reached only when the task did not start in the triggerer (dag.test()): audit from here.
         if compat.runs_inline(context):
             self.mode = "reschedule"
         return super().execute(context)
 
-    def poke(self, context: Any) -> bool | PokeReturnValue:
+    def poke(self, context: Context) -> bool | PokeReturnValue:
         ti = context["ti"]
-        trigger = AuditTrigger(
-            **self._trigger_kwargs(dag_id=ti.dag_id, run_id=context["run_id"], map_index=ti.map_index)
-        )
+        own = RunAddress.of(ti, self.runtime.producer_task_id)
+        trigger = AuditTrigger(**self._trigger_kwargs(dag_id=own.dag_id, run_id=own.run_id, map_index=own.map_index))
         address = trigger.address
         poller = RunPoller(stream_key(address), address, self.runtime.poke_interval)
         poller.demand.ask(self.audited, time.time() + 60)

@@ -88,8 +88,10 @@ def decide(watch: Watch, view: View, *, try_number: int) -> Decision:
             "the published status may be left from an earlier try of the producer; waiting for the current one",
             needs_states=True,
         )
-    # The current attempt has published its last word, or Airflow says no attempt will publish again.
-    done = status.finished or stopped
+    # The current attempt has published its last word, or Airflow says no attempt will publish again. An
+    # attempt that never started dbt is not the last word while the producer may run again: its next
+    # try builds everything.
+    done = stopped or (status.finished and status.built)
     result = status.results.get(watch.unique_id)
     if result is not None and result.excluded:
         return Decision(Action.SKIP, result.message or "left out of this run", result)

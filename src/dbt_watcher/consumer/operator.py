@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
@@ -30,6 +30,9 @@ from dbt_watcher.lineage import operator_lineage
 from dbt_watcher.plan.group_plan import ConsumerTask
 from dbt_watcher.plan.runtime import GroupRuntime
 from dbt_watcher.producer.artifacts import local_build_dir
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +97,11 @@ class DbtConsumerOperator(BaseSensorOperator):
         """This node's inputs and outputs, for the OpenLineage listener of a worker-side finish."""
         return operator_lineage(self.consumer.lineage)
 
-    def _address(self, context: Any) -> RunAddress:
+    def _address(self, context: Context) -> RunAddress:
         ti = context["ti"]
-        map_index = ti.map_index if getattr(ti, "map_index", None) is not None else -1
-        return RunAddress(ti.dag_id, context["run_id"], self.runtime.producer_task_id, map_index)
+        return RunAddress.of(ti, self.runtime.producer_task_id)
 
-    def execute(self, context: Any) -> Any:
+    def execute(self, context: Context) -> Any:
         # Reached only when the task did not start in the triggerer.
         if compat.runs_inline(context):
             # dag.test() runs one task at a time: waiting here would keep the producer from running.
@@ -119,7 +121,7 @@ class DbtConsumerOperator(BaseSensorOperator):
             )
         return super().execute(context)
 
-    def poke(self, context: Any) -> bool | PokeReturnValue:
+    def poke(self, context: Context) -> bool | PokeReturnValue:
         ti = context["ti"]
         address = self._address(context)
         if self._poller is None or self._poller.address != address:
@@ -139,7 +141,7 @@ class DbtConsumerOperator(BaseSensorOperator):
             raise AirflowSkipException(decision.reason)
         return PokeReturnValue(True, self._conclude(context, decision))
 
-    def resume(self, context: Any, event: Any = None) -> Any:
+    def resume(self, context: Context, event: Any = None) -> Any:
         """Called on a worker when the trigger needs one: to build the node, or to finish a success."""
         payload = event if isinstance(event, dict) else {}
         if payload.get("action") == "succeed":
@@ -148,14 +150,14 @@ class DbtConsumerOperator(BaseSensorOperator):
             return self._run_locally(context, str(payload.get("reason", "")))
         raise AirflowException(f"dbt-watcher consumer resumed with an unexpected event: {event!r}")
 
-    def _conclude(self, context: Any, decision: Decision) -> Any:
+    def _conclude(self, context: Context, decision: Decision) -> Any:
         if decision.action is Action.SUCCEED and decision.result is not None:
             return self._succeed(context, decision.result, decision.warnings)
         if decision.action is Action.RUN_LOCALLY:
             return self._run_locally(context, decision.reason)
         raise AirflowException(f"dbt node {self.watch.unique_id} did not succeed: {decision.reason}")
 
-    def _succeed(self, context: Any, result: NodeResult, warnings: tuple[str, ...]) -> dict[str, Any]:
+    def _succeed(self, context: Context, result: NodeResult, warnings: tuple[str, ...]) -> dict[str, Any]:
         for warning in warnings:
             log.warning("%s", warning)
         log.info(
@@ -170,7 +172,7 @@ class DbtConsumerOperator(BaseSensorOperator):
         context["ti"].xcom_push(key="dbt_result", value=result.to_dict())
         return result.to_dict()
 
-    def _run_locally(self, context: Any, reason: str) -> dict[str, Any]:
+    def _run_locally(self, context: Context, reason: str) -> dict[str, Any]:
         """Build this one node (or run its tests) with the run's dbt arguments, on this worker."""
         ti = context["ti"]
         rt = self.runtime

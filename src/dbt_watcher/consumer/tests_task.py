@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
@@ -11,8 +11,10 @@ from airflow.sdk.exceptions import AirflowException
 from dbt_watcher.channel.channel import StatusChannel
 from dbt_watcher.channel.store import ProducerXComs, RunAddress
 from dbt_watcher.invocation.events import InvocationEvents, NodeResult
-from dbt_watcher.plan.group_plan import TESTS_TASK_ID
 from dbt_watcher.plan.runtime import GroupRuntime
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +28,11 @@ class DbtTestsOperator(BaseOperator):
         super().__init__(**kwargs)
         self.runtime = runtime
 
-    def execute(self, context: Any) -> dict[str, int]:
+    def execute(self, context: Context) -> dict[str, int]:
         rt = self.runtime
         ti = context["ti"]
-        map_index = ti.map_index if getattr(ti, "map_index", None) is not None else -1
-        channel = StatusChannel(ProducerXComs(RunAddress(ti.dag_id, context["run_id"], rt.producer_task_id, map_index)))
+        address = RunAddress.of(ti, rt.producer_task_id)
+        channel = StatusChannel(ProducerXComs(address))
         invocation, status = channel.read_invocation(), channel.read_all()
         if invocation is not None:
             invocation.mask_secrets()
@@ -39,7 +41,7 @@ class DbtTestsOperator(BaseOperator):
                 "The producer of this run has not started dbt (no record of the run's dbt arguments): "
                 "nothing to test. Clear or retry the producer."
             )
-        run_path = rt.run_path(ti.dag_id, context["run_id"], map_index, status.generation)
+        run_path = rt.run_path(address.dag_id, address.run_id, address.map_index, status.generation)
         target_path = run_path / "tests" / f"try-{ti.try_number}"
         results: dict[str, NodeResult] = {}
         with rt.session() as (project, runner):

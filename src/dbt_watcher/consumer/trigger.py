@@ -110,9 +110,8 @@ class ConsumerTrigger(BaseEventTrigger):
         # task instance the triggerer attached (ids only; no DAG, no template context).
         ti = self.task_instance
         if ti is not None:
-            self.dag_id, self.run_id = ti.dag_id, ti.run_id
-            map_index = getattr(ti, "map_index", None)
-            self.map_index = int(map_index) if map_index is not None else -1
+            address = RunAddress.of(ti, self.producer_task_id)
+            self.dag_id, self.run_id, self.map_index = address.dag_id, address.run_id, address.map_index
             self.try_number = int(ti.try_number)
 
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:

@@ -81,7 +81,7 @@ def install() -> bool:
     try:
         from dbt_watcher.compat import triggerer_internals
 
-        TriggerRunnerSupervisor, DatabaseCallbackSink = triggerer_internals()  # noqa: N806 - classes
+        TriggerRunnerSupervisor, DatabaseCallbackSink = triggerer_internals()
         if not enabled():
             log.info("dbt-watcher: triggerer fast start is off ([dbt_watcher] triggerer_fast_start)")
             return False

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import attrs
 from airflow.sdk import TaskGroup
 
-from dbt_watcher.assets import node_asset, source_asset
+from dbt_watcher.translator import DEFAULT_TRANSLATOR, DbtWatcherTranslator
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset
@@ -26,6 +26,7 @@ class DbtWatcherGroup(TaskGroup):
     consumers: dict[str, DbtConsumerOperator] = attrs.field(factory=dict, init=False)
     plan: GroupPlan | None = attrs.field(default=None, init=False)
     graph: ProjectGraph | None = attrs.field(default=None, init=False)
+    translator: DbtWatcherTranslator = attrs.field(factory=lambda: DEFAULT_TRANSLATOR, init=False)
 
     def full_id(self, task_id: str) -> str:
         """The id a child task gets in the DAG (the group id prefixed, as Airflow does)."""
@@ -39,13 +40,14 @@ class DbtWatcherGroup(TaskGroup):
     def asset(self, name: str) -> Asset:
         """The Asset of a model, seed or snapshot of this group (to schedule other DAGs on it)."""
         assert self.plan is not None and self.graph is not None
-        return node_asset(self.graph.target, self.plan.find(name).node)
+        return self.translator.node_asset(self.graph.target, self.plan.find(name).node)
 
     def source_assets(self) -> list[Asset]:
         """The Assets of the dbt sources this group reads (to schedule the DAG on upstream data)."""
         assert self.plan is not None and self.graph is not None
-        return source_assets(self.graph, self.plan)
+        return source_assets(self.graph, self.plan, self.translator)
 
 
-def source_assets(graph: ProjectGraph, plan: GroupPlan) -> list[Asset]:
-    return [source_asset(graph.target, s) for s in graph.upstream_sources(c.node.unique_id for c in plan.consumers)]
+def source_assets(graph: ProjectGraph, plan: GroupPlan, translator: DbtWatcherTranslator) -> list[Asset]:
+    reached = graph.upstream_sources(c.node.unique_id for c in plan.consumers)
+    return [translator.source_asset(graph.target, s) for s in reached]

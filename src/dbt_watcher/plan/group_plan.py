@@ -19,7 +19,7 @@ from __future__ import annotations
 import graphlib
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from dbt_watcher.errors import ConfigurationError
@@ -96,7 +96,13 @@ class GroupPlan:
         raise KeyError(f"no dbt node {name!r} in this group (known: {known}, ...)")
 
 
-def build_plan(graph: ProjectGraph, *, selection_text: str = "the selection") -> GroupPlan:
+def build_plan(
+    graph: ProjectGraph,
+    *,
+    selection_text: str = "the selection",
+    task_name: Callable[[DbtNode], str] | None = None,
+) -> GroupPlan:
+    """The group's tasks; ``task_name`` names a node's task before Airflow's rule (the translator's)."""
     watched = [n for n in graph.selected_nodes() if n.is_watched]
     if not watched:
         raise ConfigurationError(
@@ -105,7 +111,7 @@ def build_plan(graph: ProjectGraph, *, selection_text: str = "the selection") ->
             "they match. Names are dbt node names, tags are written tag:<name>.",
         )
     watched_ids = {n.unique_id for n in watched}
-    task_ids = assign_task_ids(watched, reserved={PRODUCER_TASK_ID, AUDIT_TASK_ID, TESTS_TASK_ID})
+    task_ids = assign_task_ids(watched, reserved={PRODUCER_TASK_ID, AUDIT_TASK_ID, TESTS_TASK_ID}, name=task_name)
     upstream = {n.unique_id: _watched_parents(graph, n, watched_ids) for n in watched}
     order = _topological(upstream)
     tests, unattached = _attach_tests(graph, watched_ids, order)
@@ -126,14 +132,17 @@ def build_plan(graph: ProjectGraph, *, selection_text: str = "the selection") ->
     return GroupPlan(consumers=consumers, left_out=left_out, unattached_tests=tuple(unattached))
 
 
-def assign_task_ids(nodes: Iterable[DbtNode], *, reserved: Iterable[str] = ()) -> dict[str, str]:
+def assign_task_ids(
+    nodes: Iterable[DbtNode], *, reserved: Iterable[str] = (), name: Callable[[DbtNode], str] | None = None
+) -> dict[str, str]:
     """Unique, valid Airflow task ids for dbt nodes (see the module docstring for the rule)."""
     nodes = list(nodes)
     taken = set(reserved)
-    base = {n.unique_id: _clean(n.name + (f"_v{n.version}" if n.version else "")) for n in nodes}
+    naming = name or (lambda n: n.name + (f"_v{n.version}" if n.version else ""))
+    base = {n.unique_id: _clean(naming(n)) for n in nodes}
     counts: dict[str, int] = {}
-    for name in base.values():
-        counts[name] = counts.get(name, 0) + 1
+    for cleaned in base.values():
+        counts[cleaned] = counts.get(cleaned, 0) + 1
     result: dict[str, str] = {}
     for node in sorted(nodes, key=lambda n: n.unique_id):
         candidate = base[node.unique_id]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from dbt_watcher.assets import node_asset, producer_alias, relation_uri
+from dbt_watcher.assets import producer_alias
 from dbt_watcher.consumer.audit import DbtAuditOperator
 from dbt_watcher.consumer.operator import DbtConsumerOperator
 from dbt_watcher.consumer.tests_task import DbtTestsOperator
@@ -23,7 +23,7 @@ from dbt_watcher.plan.group_plan import (
     Watch,
 )
 from dbt_watcher.plan.notes import log_notes, plan_summary
-from dbt_watcher.plan.overrides import node_args, validate_mapping
+from dbt_watcher.plan.overrides import node_args, validate, validate_mapping
 from dbt_watcher.plan.runtime import GroupRuntime
 from dbt_watcher.producer.narrowing import default_freshness_policy
 from dbt_watcher.producer.operator import DbtProducerOperator
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from dbt_watcher.config import WatcherConfig
     from dbt_watcher.decorator import WatcherGroupFactory
     from dbt_watcher.project.graph import DbtNode, ProjectGraph
+    from dbt_watcher.translator import DbtWatcherTranslator
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,13 @@ def render(factory: WatcherGroupFactory, hook_kwargs: dict[str, Any]) -> DbtWatc
         overrides = validate_mapping(cfg.node_operator_args)
         tasks: list[ConsumerTask] = []
         for spec in plan.consumers:
-            args = {**operator_args, **node_args(spec.node, graph, overrides)}
+            args = {
+                **operator_args,
+                **node_args(spec.node, graph, overrides),
+                **validate(
+                    cfg.naming.operator_args(spec.node), f"the translator's operator_args of {spec.node.unique_id}"
+                ),
+            }
             task = consumer_task(group, runtime, spec, graph, finish_on_worker=bool(args.get("on_success_callback")))
             group.consumers[spec.node.unique_id] = _consumer(runtime, task, graph, cfg, args)
             tasks.append(task)
@@ -84,7 +91,7 @@ def render(factory: WatcherGroupFactory, hook_kwargs: dict[str, Any]) -> DbtWatc
                 **{k: v for k, v in operator_args.items() if k in ("owner", "pool", "priority_weight")},
             )
         _model_hooks(group, factory, plan)
-        group.plan, group.graph = plan, graph
+        group.plan, group.graph, group.translator = plan, graph, cfg.naming
     return group
 
 
@@ -108,7 +115,7 @@ def _runtime(
         selection=factory.selection(),
         freshness_policy=policy,
         freshness_sources_by_id={s.unique_id: s.selector for s in sources if s.has_freshness},
-        source_selectors_by_uri={relation_uri(graph.target, s.relation): s.selector for s in sources},
+        source_selectors_by_uri={cfg.naming.asset_uri(graph.target, s.relation): s.selector for s in sources},
     )
 
 
@@ -127,7 +134,7 @@ def consumer_task(
     # consumer of the same node watches only the tests.
     gating = spec.tests if (cfg.test_behavior == "build" or tests_only) else ()
     upstream = (group.full_id(spec.task_id),) if tests_only else tuple(group.full_id(u) for u in spec.upstream)
-    asset = node_asset(graph.target, spec.node) if cfg.emit_assets and not tests_only else None
+    asset = cfg.naming.node_asset(graph.target, spec.node) if cfg.emit_assets and not tests_only else None
     return ConsumerTask(
         task_id=group.full_id(tests_only or spec.task_id),
         spec=spec,
@@ -136,7 +143,7 @@ def consumer_task(
         test_selectors={t: graph.nodes[t].selector for t in gating},
         asset_uri=asset.uri if asset is not None else None,
         ends_in_triggerer=cfg.deferrable and not finish_on_worker,
-        lineage=node_lineage(graph, spec.node) if not tests_only else NodeLineage(),
+        lineage=node_lineage(graph, spec.node, cfg.naming) if not tests_only else NodeLineage(),
     )
 
 
@@ -159,23 +166,25 @@ def _consumer(
         task_id=spec.task_id,
         runtime=runtime,
         consumer=task,
-        asset=node_asset(graph.target, spec.node) if task.asset_uri else None,
+        asset=cfg.naming.node_asset(graph.target, spec.node) if task.asset_uri else None,
         deferrable=cfg.deferrable,
-        doc_md=f"dbt {spec.node.resource_type} `{spec.node.unique_id}` ({spec.node.original_file_path})",
+        doc_md=cfg.naming.doc_md(spec.node),
         **args,
     )
 
 
-def node_lineage(graph: ProjectGraph, node: DbtNode) -> NodeLineage:
-    """The relations a node reads (through ephemeral models) and the one it writes, as asset URIs."""
+def node_lineage(graph: ProjectGraph, node: DbtNode, naming: DbtWatcherTranslator) -> NodeLineage:
+    """The relations a node reads (through ephemeral models) and the one it writes, as asset URIs
+    with their OpenLineage names."""
     inputs: set[str] = set()
     for uid in graph.walk_up(node.depends_on, through=lambda n: n.materialized == "ephemeral" or n.relation is None):
         if uid in graph.sources:
-            inputs.add(relation_uri(graph.target, graph.sources[uid].relation))
+            inputs.add(naming.asset_uri(graph.target, graph.sources[uid].relation))
         elif uid in graph.nodes and (relation := graph.nodes[uid].relation) is not None:
-            inputs.add(relation_uri(graph.target, relation))
-    output = relation_uri(graph.target, node.relation) if node.relation is not None else None
-    return NodeLineage(tuple(sorted(inputs)), output)
+            inputs.add(naming.asset_uri(graph.target, relation))
+    output = naming.asset_uri(graph.target, node.relation) if node.relation is not None else None
+    names = {uri: naming.lineage_dataset(uri) for uri in (*inputs, *([output] if output else []))}
+    return NodeLineage(tuple(sorted(inputs)), output, names)
 
 
 def _test_tasks(

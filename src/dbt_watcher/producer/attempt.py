@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dbt_watcher.channel.channel import FAILED, FINISHED, ChannelWriter, Invocation, RunStatus, StatusChannel
-from dbt_watcher.channel.liveness import heartbeat_interval
+from dbt_watcher.channel.channel import FAILED, FINISHED, Invocation, RunStatus, StatusChannel
+from dbt_watcher.channel.writer import ChannelWriter
 from dbt_watcher.errors import DbtInvocationError
 from dbt_watcher.invocation.events import InvocationEvents, NodeResult
 from dbt_watcher.invocation.runners import Runner, read_freshness
@@ -64,6 +64,8 @@ class Attempt:
     run_path: Path
     invocation: Invocation
     previous: RunStatus | None
+    #: This try's writer, started by the producer (it already carries ``previous``).
+    writer: ChannelWriter
     _started: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -92,17 +94,9 @@ class Attempt:
             if scope.narrowed:
                 select = tuple((selectors or {})[uid] for uid in scope.built)
         self.ledger = self.book.save(self.ledger.record(AttemptRecord(self.number)))
-        writer = self.channel.writer(
-            generation=self.ledger.generation,
-            attempt=self.number,
-            heartbeat_interval=heartbeat_interval(self.rt.poke_interval),
-            built=self.ledger.built,
-            final_only=self.fail_fast,
-        )
+        writer = self.writer
+        writer.set_head(final_only=self.fail_fast)
         results: dict[str, NodeResult] = dict(self.previous.results) if self.previous is not None else {}
-        if self.previous is not None:
-            writer.carry_over(self.previous)
-        writer.start()
         for left_out in scope.results():
             results[left_out.unique_id] = left_out.with_attempt(self.number)
             writer.publish(left_out)

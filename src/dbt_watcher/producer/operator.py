@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -34,18 +34,22 @@ from dbt_watcher import compat
 from dbt_watcher.channel.channel import FINISHED, Invocation, RunStatus, StatusChannel
 from dbt_watcher.channel.liveness import heartbeat_interval
 from dbt_watcher.channel.store import Mirrored, ProducerXComs, RunAddress, TaskStateStore
+from dbt_watcher.channel.writer import ChannelWriter
 from dbt_watcher.consumer.decision import Action, final_decision
 from dbt_watcher.invocation.events import NodeResult
 from dbt_watcher.lineage import Completion, emit_completions
 from dbt_watcher.plan.group_plan import ConsumerTask
 from dbt_watcher.plan.runtime import GroupRuntime
 from dbt_watcher.producer.artifacts import attempt_dir
-from dbt_watcher.producer.attempt import Attempt, log_summary
+from dbt_watcher.producer.attempt import Attempt, finish_quietly, log_summary
 from dbt_watcher.producer.closing import recover_attempt
 from dbt_watcher.producer.ledger import Ledger, LedgerBook
 from dbt_watcher.producer.narrowing import Narrowing
 from dbt_watcher.producer.run_args import call_hook, merge_returned
 from dbt_watcher.producer.stall import watch_consumers
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +93,11 @@ class DbtProducerOperator(BaseOperator):
         self.dbt_full_refresh: Any = cfg.full_refresh
         self.dbt_select: str = cfg.select_template or ""
 
-    def execute(self, context: Any) -> str:
+    def execute(self, context: Context) -> str:
         ti = context["ti"]
         rt = self.runtime
         number = int(ti.try_number)
-        map_index = ti.map_index if getattr(ti, "map_index", None) is not None else -1
-        address = RunAddress(ti.dag_id, context["run_id"], ti.task_id, map_index)
+        address = RunAddress.of(ti, ti.task_id)
         mirror = TaskStateStore(context["task_state_store"], retention=rt.config.status_retention)
         book = LedgerBook(mirror)
         ledger = self._generation(address, book, int(getattr(context["dag_run"], "clear_number", 0) or 0))
@@ -102,25 +105,34 @@ class DbtProducerOperator(BaseOperator):
         if previous is not None and previous.generation != ledger.generation:
             previous = None
         channel = StatusChannel(Mirrored(ProducerXComs(address), mirror))
-        run_path = rt.run_path(address.dag_id, address.run_id, map_index, ledger.generation)
+        run_path = rt.run_path(address.dag_id, address.run_id, address.map_index, ledger.generation)
         run_path.mkdir(parents=True, exist_ok=True)
         ledger, previous = self._recover(book, ledger, previous, run_path)
-        select = self._retry_selection(address, ledger, previous, number)
-        if select is None:
-            self._republish(channel, mirror, ledger, previous, number)
-            results = dict(previous.results) if previous is not None else {}
-        else:
-            invocation = self._invocation(context, mirror, run_path, reuse=ledger.built)
-            with rt.session() as (project, runner):
-                attempt = Attempt(rt, project, runner, channel, book, ledger, number, run_path, invocation, previous)
-                fresh = not ledger.built
-                outcome = attempt.run(
-                    [c.watch.unique_id for c in self.consumers],
-                    select=select,
-                    narrowing=self._narrowing(context) if fresh else None,
-                    selectors={c.watch.unique_id: c.selector for c in self.consumers},
-                )
-            ledger, results = outcome.ledger, dict(outcome.results)
+        # First thing: this try's channel, with what earlier attempts published (this try's XComs start
+        # empty) and a heartbeat, so consumers see a live producer while it prepares and parses.
+        writer = self._writer(channel, mirror, ledger, previous, number)
+        try:
+            select = self._retry_selection(address, ledger, previous, number)
+            if select is None:
+                self._finish_without_building(writer, ledger, previous)
+                results = dict(previous.results) if previous is not None else {}
+            else:
+                invocation = self._invocation(context, mirror, run_path, reuse=ledger.built)
+                with rt.session() as (project, runner):
+                    attempt = Attempt(
+                        rt, project, runner, channel, book, ledger, number, run_path, invocation, previous, writer
+                    )
+                    outcome = attempt.run(
+                        [c.watch.unique_id for c in self.consumers],
+                        select=select,
+                        narrowing=self._narrowing(context) if not ledger.built else None,
+                        selectors={c.watch.unique_id: c.selector for c in self.consumers},
+                    )
+                ledger, results = outcome.ledger, dict(outcome.results)
+        except BaseException as exc:
+            # Anything before or around dbt (the hook, a connection, dbt itself): tell consumers now.
+            finish_quietly(writer, f"the producer stopped: {type(exc).__name__}: {exc}")
+            raise
         status = RunStatus(ledger.generation, number, FINISHED, results)
         ledger = self._emit_assets(context, book, ledger, status)
         self._emit_lineage(context, status)
@@ -201,7 +213,7 @@ class DbtProducerOperator(BaseOperator):
         log.info("producer_retry='resume': one dbt invocation for %d nodes that did not succeed.", len(todo))
         return todo
 
-    def _invocation(self, context: Any, mirror: TaskStateStore, run_path: Any, *, reuse: bool) -> Invocation:
+    def _invocation(self, context: Context, mirror: TaskStateStore, run_path: Any, *, reuse: bool) -> Invocation:
         """The run's dbt arguments: the first build's again once dbt built in this run, else decided now."""
         if reuse:
             stored = StatusChannel(mirror).read_invocation()
@@ -217,7 +229,7 @@ class DbtProducerOperator(BaseOperator):
             invocation = merge_returned(invocation, call_hook(self.hook, context, self.hook_kwargs))
         return invocation.mask_secrets()  # vars may carry secrets: dbt's own log lines included
 
-    def _narrowing(self, context: Any) -> Narrowing:
+    def _narrowing(self, context: Context) -> Narrowing:
         """What narrows this run's build (see :mod:`dbt_watcher.producer.narrowing`)."""
         rt = self.runtime
         changed = None
@@ -233,12 +245,12 @@ class DbtProducerOperator(BaseOperator):
             changed_sources=changed,
         )
 
-    def _republish(
+    def _writer(
         self, channel: StatusChannel, mirror: TaskStateStore, ledger: Ledger, previous: RunStatus | None, number: int
-    ) -> None:
-        """Publish again what earlier attempts published (this try's XComs start empty), build nothing."""
+    ) -> ChannelWriter:
+        """This try's channel writer, started, carrying what earlier attempts of the generation published."""
         stored = StatusChannel(mirror).read_invocation()
-        if stored is not None:
+        if stored is not None and ledger.built:
             channel.write_invocation(stored)
         writer = channel.writer(
             generation=ledger.generation,
@@ -249,8 +261,11 @@ class DbtProducerOperator(BaseOperator):
         )
         if previous is not None:
             writer.carry_over(previous)
-        last = ledger.last_ended
         writer.start()
+        return writer
+
+    def _finish_without_building(self, writer: ChannelWriter, ledger: Ledger, previous: RunStatus | None) -> None:
+        last = ledger.last_ended
         writer.finish(FINISHED, previous.error if previous is not None else None, last.exit_code if last else None)
         log_summary(previous.results if previous is not None else {}, 0.0, None)
 
@@ -286,7 +301,7 @@ class DbtProducerOperator(BaseOperator):
         )
 
     # ------------------------------------------------------------------ what the group emits
-    def _emit_assets(self, context: Any, book: LedgerBook, ledger: Ledger, status: RunStatus) -> Ledger:
+    def _emit_assets(self, context: Context, book: LedgerBook, ledger: Ledger, status: RunStatus) -> Ledger:
         """One event per green node whose consumer ends in the triggerer — once per generation."""
         if self.alias is None:
             return ledger
@@ -305,7 +320,7 @@ class DbtProducerOperator(BaseOperator):
             return ledger
         return book.save(replace(ledger, assets_emitted=ledger.assets_emitted | set(emitted)))
 
-    def _emit_lineage(self, context: Any, status: RunStatus) -> None:
+    def _emit_lineage(self, context: Context, status: RunStatus) -> None:
         """OpenLineage COMPLETE events of the consumers that ended in the triggerer (if installed)."""
         completions = [
             Completion(c.task_id, c.lineage)

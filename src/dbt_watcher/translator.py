@@ -1,0 +1,70 @@
+"""How dbt nodes become Airflow objects: one class to subclass when a rule should be different.
+
+Pass an instance as ``translator=``; every method you do not override keeps dbt-watcher's rule:
+
+.. code-block:: python
+
+    class OurTranslator(DbtWatcherTranslator):
+        def task_id(self, node):
+            return f"{node.package}__{node.name}"  # always prefixed with the dbt package
+
+    @dbt_watcher_group(project_dir="dbt/shop", translator=OurTranslator())
+    def shop(): ...
+
+All of it runs while the DAG file is parsed: a method may not depend on a run.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dbt_watcher.assets import relation_uri
+from dbt_watcher.lineage import dataset_name
+from dbt_watcher.project.graph import DbtNode, DbtSource, Relation, Target
+
+if TYPE_CHECKING:
+    from airflow.sdk import Asset
+
+
+class DbtWatcherTranslator:
+    """The naming and per-node rules of a group (docs/overrides.md, "Translator")."""
+
+    def task_id(self, node: DbtNode) -> str:
+        """A consumer's task id, before Airflow's character rule and clash handling are applied.
+
+        Default: the node's name, ``_v<version>`` added for a versioned model.
+        """
+        return node.name + (f"_v{node.version}" if node.version else "")
+
+    def asset_uri(self, target: Target, relation: Relation) -> str:
+        """The Asset URI of a relation (a node's or a source's). Default: docs/assets.md."""
+        return relation_uri(target, relation)
+
+    def lineage_dataset(self, uri: str) -> tuple[str, str]:
+        """The OpenLineage (namespace, name) of a relation, given its Asset URI."""
+        return dataset_name(uri)
+
+    def doc_md(self, node: DbtNode) -> str:
+        """The consumer task's documentation (Markdown)."""
+        return f"dbt {node.resource_type} `{node.unique_id}` ({node.original_file_path})"
+
+    # ---- built on the rules above (not meant to be overridden)
+    def node_asset(self, target: Target, node: DbtNode) -> Asset:
+        from airflow.sdk import Asset
+
+        if node.relation is None:
+            raise ValueError(f"dbt node {node.unique_id} has no relation, so it has no asset")
+        return Asset(uri=self.asset_uri(target, node.relation))
+
+    def source_asset(self, target: Target, source: DbtSource) -> Asset:
+        from airflow.sdk import Asset
+
+        return Asset(uri=self.asset_uri(target, source.relation))
+
+    def operator_args(self, node: DbtNode) -> dict[str, Any]:
+        """Operator arguments of the node's consumer, applied after every other source of them
+        (``operator_args``, ``meta.airflow``, ``node_operator_args``); checked like those. Default: none."""
+        return {}
+
+
+DEFAULT_TRANSLATOR = DbtWatcherTranslator()
