@@ -2,8 +2,9 @@
 
 What users hold: :func:`dbt_watcher_group` (the decorator), the :class:`WatcherGroupFactory` it
 returns, the :class:`DbtWatcherGroup` that calling it renders, :class:`WatcherConfig` (every
-parameter, documented) and the errors. Imports are lazy so that the triggerer, which only needs the
-consumer's trigger, and a DAG file whose project is cached never pay for dbt's import.
+parameter, documented), :class:`DbtWatcherTranslator` with the :class:`DbtNode` it is given, and
+the errors. Imports are lazy so that the triggerer, which only needs the consumer's trigger, and a
+DAG file whose project is cached never pay for dbt's import.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "ConfigurationError",
     "DbtInvocationError",
+    "DbtNode",
     "DbtWatcherError",
     "DbtWatcherGroup",
+    "DbtWatcherTranslator",
     "WatcherConfig",
     "WatcherGroupFactory",
     "dbt_watcher_group",
@@ -30,6 +33,8 @@ _EXPORTS = {
     "ConfigurationError": "dbt_watcher.errors",
     "DbtInvocationError": "dbt_watcher.errors",
     "DbtWatcherError": "dbt_watcher.errors",
+    "DbtWatcherTranslator": "dbt_watcher.translator",
+    "DbtNode": "dbt_watcher.project.graph",
 }
 
 if TYPE_CHECKING:
@@ -37,6 +42,8 @@ if TYPE_CHECKING:
     from dbt_watcher.decorator import WatcherGroupFactory, dbt_watcher_group
     from dbt_watcher.errors import ConfigurationError, DbtInvocationError, DbtWatcherError
     from dbt_watcher.plan.group import DbtWatcherGroup
+    from dbt_watcher.project.graph import DbtNode
+    from dbt_watcher.translator import DbtWatcherTranslator
 
 
 def __getattr__(name: str) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
@@ -21,7 +22,14 @@ from dbt_watcher.errors import ConfigurationError
 from dbt_watcher.plan.group import DbtWatcherGroup, source_assets
 from dbt_watcher.plan.group_plan import GroupPlan, build_plan
 from dbt_watcher.plan.overrides import validate_mapping
-from dbt_watcher.project.project import DbtProject, Selection, as_tuple, default_cache_dir, load_graph
+from dbt_watcher.project.project import (
+    DbtProject,
+    Selection,
+    as_tuple,
+    default_cache_dir,
+    load_graph,
+    refuse_reentry,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset
@@ -112,6 +120,8 @@ class WatcherGroupFactory:
 
     def load(self) -> tuple[ProjectGraph, GroupPlan]:
         """The project graph and task plan (from the cache when the project is unchanged)."""
+        module = sys.modules.get(self.function.__module__)
+        refuse_reentry(self.function.__module__, getattr(module, "__file__", None))
         selection = self.selection()
         cache_dir = Path(self.config.cache_dir) if self.config.cache_dir else default_cache_dir()
         keys = tuple(validate_mapping(self.config.node_operator_args))

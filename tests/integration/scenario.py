@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from devstack.stack import AirflowStack
+
+T = TypeVar("T")
 
 _START = re.compile(r"\d+ of \d+ START (?:sql|python|seed|snapshot)[\w ]*? (?:model|file|snapshot) ([\w.-]+)")
 
@@ -48,7 +51,7 @@ def explain(stack: AirflowStack, outcome: Outcome, lines: int = 25) -> str:
     return "\n".join(parts) or "every task succeeded"
 
 
-def trigger(stack: AirflowStack, dag_id: str, conf: dict[str, object] | None = None) -> str:
+def trigger(stack: AirflowStack, dag_id: str, conf: Mapping[str, object] | None = None) -> str:
     stack.wait_for_dags([dag_id])
     return stack.trigger(dag_id, conf=conf or {})
 
@@ -58,7 +61,7 @@ def finish(stack: AirflowStack, dag_id: str, run_id: str, timeout: float = 300) 
     return Outcome(dag_id, run_id, state, stack.task_states(dag_id, run_id))
 
 
-def run(stack: AirflowStack, dag_id: str, conf: dict[str, object] | None = None, timeout: float = 300) -> Outcome:
+def run(stack: AirflowStack, dag_id: str, conf: Mapping[str, object] | None = None, timeout: float = 300) -> Outcome:
     return finish(stack, dag_id, trigger(stack, dag_id, conf), timeout)
 
 
@@ -81,7 +84,7 @@ def builds(folder: Path) -> Counter[str]:
     return counts
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 120, every: float = 0.5) -> object:
+def wait_until(predicate: Callable[[], T | None], timeout: float = 120, every: float = 0.5) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

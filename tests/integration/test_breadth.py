@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -93,7 +94,7 @@ def test_an_asset_triggered_run_builds_only_what_reads_the_changed_source(stack:
         wait_until(
             lambda: (
                 stack.sql("select run_id from dag_run where dag_id=%s and run_type='asset_triggered'", (dag_id,))
-                or [[None]]
+                or [(None,)]
             )[0][0]
         )
     )
@@ -148,11 +149,11 @@ def test_each_consumer_reports_its_own_lineage(stack: AirflowStack, openlineage_
     out = run(stack, "breadth_no_tests")
     job = f"{out.dag_id}.shop.orders_enriched"
 
-    def completion() -> dict | None:
+    def completion() -> dict[str, Any] | None:
         if not openlineage_file.exists():
             return None
         for line in openlineage_file.read_text().splitlines():
-            event = json.loads(line)
+            event: dict[str, Any] = json.loads(line)  # an OpenLineage run event
             if event.get("eventType") == "COMPLETE" and event["job"]["name"] == job and event.get("outputs"):
                 return event
         return None
@@ -175,7 +176,7 @@ def test_defer_and_state_pass_through_to_dbt(stack: AirflowStack) -> None:
     assert (Path(state) / "manifest.json").is_file()
     out = run(stack, "breadth_defer", {"state": state})
     assert out.state == "success"
-    assert out.group("deferred.") == {"dbt_producer": "success", "orders_enriched": "success"}
+    assert out.group("deferred.") == {"dbt_producer": "success", "orders_enriched": "success", "dbt_audit": "success"}
     log = stack.task_log("breadth_defer", out.run_id, "deferred.dbt_producer")
     build = next(line for line in log.splitlines() if "Running dbt build" in line)
     assert "--defer" in build and f"--state {state}" in build

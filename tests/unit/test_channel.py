@@ -12,6 +12,7 @@ from dbt_watcher.channel import writer as writer_module
 from dbt_watcher.channel.channel import (
     FINISHED,
     HEAD,
+    RUNNING,
     ChannelReader,
     Invocation,
     StatusChannel,
@@ -66,10 +67,10 @@ def test_a_reader_decodes_only_what_is_new() -> None:
     writer.start()
     reader = ChannelReader()
     writer.publish(result("model.p.a"))
-    writer._flush("running")
+    writer._flush(RUNNING)
     assert reader.read(store).changed is None
     writer.publish(result("model.p.b"))
-    writer._flush("running")
+    writer._flush(RUNNING)
     assert reader.read(store).changed == frozenset({"model.p.b"})
     writer.finish(FINISHED)
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -103,3 +107,34 @@ def test_a_connection_keeps_its_tls_and_role_settings() -> None:
         and output["role"] == "transformer"
     )
     assert "other" not in output and "pw-9137" not in str(output) and list(secrets.values()) == ["pw-9137"]
+
+
+def test_a_dag_file_named_like_a_dbt_plugin_fails_at_once(tmp_path: Path, cache_dir: Path) -> None:
+    # dbt imports every dbt_* module on sys.path as a possible plugin; Airflow puts the DAGs folder there.
+    dag_file = tmp_path / "dbt_shop_dag.py"
+    dag_file.write_text(
+        "import pendulum\n"
+        "from airflow.sdk import dag\n"
+        "from dbt_watcher import dbt_watcher_group\n"
+        f"@dbt_watcher_group(project_dir={str(JAFFLE_SHOP)!r})\n"
+        "def shop(): ...\n"
+        "@dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz='UTC'))\n"
+        "def named_like_a_plugin():\n"
+        "    shop()\n"
+        "named_like_a_plugin()\n"
+    )
+    loader = (
+        f"import json, sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(dag_file)!r}, safe_mode=False)\n"
+        "print(json.dumps({k: str(v) for k, v in bag.import_errors.items()}))\n"
+    )
+    env = {**os.environ, "DBT_WATCHER_CACHE_DIR": str(cache_dir)}
+    out = subprocess.run(
+        [sys.executable, "-c", loader], env=env, capture_output=True, text=True, check=True, timeout=120
+    )
+    errors = json.loads(out.stdout.strip().splitlines()[-1])
+    message = errors[str(dag_file)]
+    assert "starts with 'dbt_'" in message
+    assert "Rename dbt_shop_dag.py" in message
+    assert "import timeout" not in message

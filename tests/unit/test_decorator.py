@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from airflow.sdk import DAG, dag, task
@@ -15,6 +16,12 @@ from dbt_watcher.producer.operator import DbtProducerOperator
 
 from ..conftest import JAFFLE_SHOP
 
+if TYPE_CHECKING:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.sdk.types import Operator
+
+    from dbt_watcher.project.graph import DbtNode, Relation, Target
+
 START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
 
@@ -25,6 +32,12 @@ def _cache(cache_dir: Path) -> None:
 
 @dbt_watcher_group(project_dir=str(JAFFLE_SHOP), threads=2, setup_operator_args={"queue": "dbt"})
 def jaffle_shop() -> None: ...
+
+
+def trigger_kwargs(task: Operator) -> dict[str, Any]:
+    """What a task that starts in the triggerer hands its trigger."""
+    assert task.start_trigger_args is not None and task.start_trigger_args.trigger_kwargs is not None
+    return task.start_trigger_args.trigger_kwargs
 
 
 def test_group_renders_producer_and_one_consumer_per_built_node() -> None:
@@ -55,7 +68,7 @@ def test_deferrable_consumers_start_in_the_triggerer_and_wait_eagerly() -> None:
     raw = d.task_dict["jaffle_shop.raw_orders"]
     assert isinstance(orders, DbtConsumerOperator) and orders.start_from_trigger
     assert orders.trigger_rule == "always" and raw.trigger_rule == "all_success"
-    kwargs = orders.start_trigger_args.trigger_kwargs
+    kwargs = trigger_kwargs(orders)
     assert kwargs["node"] == "model.jaffle_shop.orders"
     assert kwargs["upstream"] == ["jaffle_shop.int_order_payments", "jaffle_shop.stg_orders"]
     assert any("unique_orders_order_id" in t for t in kwargs["tests"])
@@ -68,8 +81,10 @@ def test_the_dag_serializes_for_the_scheduler() -> None:
     restored = DagSerialization.from_dict(data)
     task_ = restored.get_task("jaffle_shop.orders")
     assert task_.start_from_trigger
+    assert task_.start_trigger_args is not None
     assert task_.start_trigger_args.trigger_cls == "dbt_watcher.consumer.trigger.ConsumerTrigger"
     audit = restored.get_task("jaffle_shop.dbt_audit")
+    assert audit.start_trigger_args is not None
     assert (
         audit.start_from_trigger and audit.start_trigger_args.trigger_cls == "dbt_watcher.consumer.audit.AuditTrigger"
     )
@@ -116,8 +131,9 @@ def test_a_consumer_started_in_the_triggerer_lets_go_of_its_dag() -> None:
     runtime_ti = TriggerRunner.create_runtime_ti(ti, data, run)
     context = runtime_ti.get_template_context()
     dag_copy = weakref.ref(runtime_ti.task.dag)
-    trigger = ConsumerTrigger(**d.task_dict["jaffle_shop.orders"].start_trigger_args.trigger_kwargs)
-    trigger.task_instance = runtime_ti
+    trigger = ConsumerTrigger(**trigger_kwargs(d.task_dict["jaffle_shop.orders"]))
+    # as Airflow's triggerer does; BaseTrigger declares the database model, TaskInstance
+    trigger.task_instance = cast("TaskInstance", runtime_ti)
     trigger.render_template_fields(context=context)
     del context
     gc.collect()
@@ -176,6 +192,7 @@ def test_emit_assets_false_and_non_deferrable() -> None:
     orders = d.task_dict["jaffle_shop.orders"]
     assert orders.outlets == [] and not orders.start_from_trigger and orders.trigger_rule == "none_failed"
     producer = d.task_dict["jaffle_shop.dbt_producer"]
+    assert isinstance(producer, DbtProducerOperator)
     assert producer.alias is None and not any(c.producer_emits for c in producer.consumers)
 
 
@@ -218,7 +235,7 @@ def test_after_all_runs_the_tests_once_after_every_consumer() -> None:
         jaffle_shop.override(test_behavior="after_all")()
     tests = d.task_dict["jaffle_shop.dbt_tests"]
     assert len(tests.upstream_task_ids) == 18
-    assert d.task_dict["jaffle_shop.orders"].start_trigger_args.trigger_kwargs["tests"] == []
+    assert trigger_kwargs(d.task_dict["jaffle_shop.orders"])["tests"] == []
 
 
 def test_after_each_adds_a_real_test_watcher_per_tested_model() -> None:
@@ -227,7 +244,9 @@ def test_after_each_adds_a_real_test_watcher_per_tested_model() -> None:
     watcher = d.task_dict["jaffle_shop.orders_tests"]
     assert isinstance(watcher, DbtConsumerOperator) and watcher.watches_tests_only
     assert watcher.upstream_task_ids == {"jaffle_shop.orders"} and len(watcher.watch.tests) == 3
-    assert d.task_dict["jaffle_shop.orders"].watch.tests == ()
+    orders = d.task_dict["jaffle_shop.orders"]
+    assert isinstance(orders, DbtConsumerOperator)
+    assert orders.watch.tests == ()
     assert "jaffle_shop.raw_orders_tests" not in d.task_dict  # seeds without tests get no watcher
     with pytest.raises(ConfigurationError, match="test_behavior"):
         jaffle_shop.override(test_behavior="sometimes")
@@ -263,6 +282,7 @@ def test_sources_templated_select_and_freshness_settings_reach_the_producer() ->
     assert [a.uri for a in group.source_assets()] == ["duckdb://shop/main/raw_events"]
     assert shop.source_assets() == group.source_assets()
     producer = d.task_dict["shop.dbt_producer"]
+    assert isinstance(producer, DbtProducerOperator)
     assert producer.dbt_select == "{{ params.select }}"  # rendered by Airflow at run time
     assert len(group.consumers) == 13  # a templated select renders every node
     rt = producer.runtime
@@ -282,22 +302,23 @@ def test_a_translator_changes_one_rule_and_keeps_the_others() -> None:
     from dbt_watcher.translator import DbtWatcherTranslator
 
     class Prefixed(DbtWatcherTranslator):
-        def task_id(self, node):  # type: ignore[no-untyped-def]
+        def task_id(self, node: DbtNode) -> str:
             return f"dbt_{node.name}"
 
-        def asset_uri(self, target, relation):  # type: ignore[no-untyped-def]
+        def asset_uri(self, target: Target, relation: Relation) -> str:
             return f"warehouse://analytics/{relation.identifier}"
 
-        def operator_args(self, node):  # type: ignore[no-untyped-def]
+        def operator_args(self, node: DbtNode) -> dict[str, Any]:
             return {"pool": "dbt"} if node.name == "orders" else {}
 
     with DAG("translated", schedule=None, start_date=START) as d:
         group = jaffle_shop.override(translator=Prefixed())()
     orders = d.task_dict["jaffle_shop.dbt_orders"]
+    assert isinstance(orders, DbtConsumerOperator)
     assert orders.pool == "dbt" and d.task_dict["jaffle_shop.dbt_customers"].pool != "dbt"
     assert group.asset("orders").uri == "warehouse://analytics/orders" and orders.outlets == [group.asset("orders")]
     assert orders.consumer.lineage.output == "warehouse://analytics/orders"
-    assert "model.jaffle_shop.orders" in orders.doc_md  # the default doc rule, untouched
+    assert "model.jaffle_shop.orders" in (orders.doc_md or "")  # the default doc rule, untouched
     with pytest.raises(ConfigurationError, match="translator"):
         jaffle_shop.override(translator=object())
 

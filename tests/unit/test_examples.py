@@ -21,6 +21,7 @@ EXPECTED = {
     "connection_profile.py": {"jaffle_shop_from_connection"},
     "dbt_venv.py": {"jaffle_shop_in_its_own_venv"},
     "queues_and_retries.py": {"jaffle_shop_on_celery"},
+    "translator.py": {"jaffle_shop_with_translator"},
 }
 LOADER = """
 import json, sys

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -27,6 +27,9 @@ from dbt_watcher.project.project import DbtProject, Selection
 
 from ..conftest import JAFFLE_SHOP
 from .graphs import model
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 A, B = "model.shop.a", "model.shop.b"
 TEST_B = "test.shop.not_null_b.abc"
@@ -118,13 +121,16 @@ class Stage:
         """Run producer try ``number``; a new try starts with empty XComs, as in Airflow."""
         self.runner = runner
         self.xcoms.data.clear()
-        context = {
-            "ti": SimpleNamespace(try_number=number, map_index=-1, dag_id="d", run_id="r1", task_id=PRODUCER),
-            "run_id": "r1",
-            "dag_run": SimpleNamespace(clear_number=self.clear_number),
-            "task_state_store": self.tss,
-            "outlet_events": {},
-        }
+        context = cast(
+            "Context",
+            {
+                "ti": SimpleNamespace(try_number=number, map_index=-1, dag_id="d", run_id="r1", task_id=PRODUCER),
+                "run_id": "r1",
+                "dag_run": SimpleNamespace(clear_number=self.clear_number),
+                "task_state_store": self.tss,
+                "outlet_events": {},
+            },
+        )
         return str(self.producer.execute(context))
 
     def status(self) -> Any:
@@ -135,10 +141,10 @@ class Stage:
 
 
 class TaskStateStoreFake(MemoryStore):
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key)
 
-    def set(self, key: str, value: Any, retention: Any = None) -> None:  # type: ignore[override]
+    def set(self, key: str, value: Any, retention: Any = None) -> None:
         super().set(key, value)
 
 

@@ -5,20 +5,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from airflow.triggers.base import TaskFailedEvent, TaskSkippedEvent, TaskSuccessEvent, TriggerEvent
 from freezegun import freeze_time
 
 from dbt_watcher import compat
-from dbt_watcher.channel.channel import FINISHED, RUNNING, RunStatus, StatusChannel
+from dbt_watcher.channel.channel import FINISHED, RUNNING, ProducerPhase, RunStatus, StatusChannel
 from dbt_watcher.channel.store import MemoryStore, RunAddress
 from dbt_watcher.consumer import trigger as trigger_module
 from dbt_watcher.consumer.decision import UNREADABLE_LIMIT, View
-from dbt_watcher.consumer.poller import RunPoller, Snapshot
+from dbt_watcher.consumer.poller import DEMANDS, RunPoller, Snapshot
 from dbt_watcher.consumer.trigger import ConsumerTrigger, stream_key
 from dbt_watcher.invocation.events import NodeResult
+
+if TYPE_CHECKING:
+    from pydantic import JsonValue
 
 NODE = "model.shop.orders"
 PRODUCER = "g.dbt_producer"
@@ -34,7 +37,9 @@ def make(try_number: int = 1, map_index: int = -1, **kw: Any) -> ConsumerTrigger
     return t
 
 
-def snap(*results: NodeResult, state: str = RUNNING, at: float = 1000.0, control: int = 1, **kw: Any) -> Snapshot:
+def snap(
+    *results: NodeResult, state: ProducerPhase = RUNNING, at: float = 1000.0, control: int = 1, **kw: Any
+) -> Snapshot:
     status = RunStatus("gen", 1, state, {r.unique_id: r for r in results})
     view = View(
         status, trusted=True, producer_state=kw.pop("producer_state", None), task_states=kw.pop("task_states", None)
@@ -53,7 +58,10 @@ async def collect(t: ConsumerTrigger, snapshots: Iterable[Snapshot]) -> list[Tri
 def test_success_ends_the_task_in_the_triggerer_with_the_result_as_xcom() -> None:
     events = asyncio.run(collect(make(), [snap(), snap(NodeResult(NODE, "success", rows_affected=5), control=2)]))
     assert len(events) == 1 and isinstance(events[0], TaskSuccessEvent)
-    assert events[0].xcoms is not None and events[0].xcoms["dbt_result"]["rows_affected"] == 5
+    assert (
+        events[0].xcoms is not None
+        and cast("dict[str, JsonValue]", events[0].xcoms["dbt_result"])["rows_affected"] == 5
+    )
 
 
 def test_failure_fails_the_task_and_logs_dbts_message(capsys: pytest.CaptureFixture[str]) -> None:
@@ -78,7 +86,12 @@ def test_a_snapshot_that_does_not_concern_the_node_is_not_decided_again() -> Non
     t = make()
     decided: list[Snapshot] = []
     original = t.react
-    t.react = lambda s: decided.append(s) or original(s)  # type: ignore[method-assign]
+
+    def react(snapshot: Snapshot) -> TriggerEvent | None:
+        decided.append(snapshot)
+        return original(snapshot)
+
+    t.react = react  # type: ignore[method-assign]  # a spy on this one trigger's decisions
     other = NodeResult("model.shop.other", "success")
     mine = NodeResult(NODE, "success")
     snapshots = [
@@ -96,7 +109,7 @@ def test_retry_asks_for_task_states_then_rebuilds_in_dbt_order() -> None:
     first = snap(skipped, state=FINISHED, producer_state="success")
     second = snap(skipped, state=FINISHED, producer_state="success", task_states={"g.stg": "success"}, control=2)
     events = asyncio.run(collect(t, [first, second]))
-    demand = trigger_module.DEMANDS[t.shared_stream_key()]
+    demand = DEMANDS[t.shared_stream_key()]
     assert demand.wanted(1000.0) == {"g.stg", PRODUCER}
     assert type(events[0]) is TriggerEvent and events[0].payload["action"] == "run_locally"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from airflow.callbacks.callback_requests import TaskCallbackRequest
@@ -15,6 +15,11 @@ from airflow.utils.state import TaskInstanceState
 from dbt_watcher.consumer import triggerer_start
 from dbt_watcher.consumer.audit import AUDIT_CLASSPATH
 from dbt_watcher.consumer.trigger import CLASSPATH
+
+if TYPE_CHECKING:
+    from airflow.models.dagbag import DBDagBag
+    from airflow.models.trigger import Trigger
+    from sqlalchemy.orm import Session
 
 
 @pytest.fixture
@@ -61,31 +66,39 @@ def supervisor() -> Any:
     return SimpleNamespace(job=SimpleNamespace(id=7), id=7, logger_cache={})
 
 
+# Airflow's methods take database rows and a session; the tests hand them stand-ins, cast to those types.
+NO_SESSION = cast("Session", None)  # the fast start never touches the database
+
+
 def test_the_classpaths_kept_as_text_are_the_triggers() -> None:
     assert {CLASSPATH, AUDIT_CLASSPATH} == triggerer_start.OUR_TRIGGERS
 
 
 def test_a_consumer_starts_without_its_dag_other_triggers_as_before(installed: None) -> None:
     bag = DagBag()
-    ours = SimpleNamespace(id=1, classpath=CLASSPATH, encrypted_kwargs="{}", task_instance=ti())
-    workload = TriggerRunnerSupervisor._create_workload(supervisor(), ours, bag, lambda ti: "log", None)
+    ours = cast("Trigger", SimpleNamespace(id=1, classpath=CLASSPATH, encrypted_kwargs="{}", task_instance=ti()))
+    workload = TriggerRunnerSupervisor._create_workload(
+        supervisor(), ours, cast("DBDagBag", bag), lambda ti: "log", NO_SESSION
+    )
     assert workload is not None and workload.dag_data is None and workload.ti.task_id == "g.orders"
     assert bag.asked == 0
-    other = SimpleNamespace(id=2, classpath="some.Trigger", encrypted_kwargs="{}", task_instance=ti("x"))
-    TriggerRunnerSupervisor._create_workload(supervisor(), other, bag, lambda ti: "log", None)
+    other = cast(
+        "Trigger", SimpleNamespace(id=2, classpath="some.Trigger", encrypted_kwargs="{}", task_instance=ti("x"))
+    )
+    TriggerRunnerSupervisor._create_workload(supervisor(), other, cast("DBDagBag", bag), lambda ti: "log", NO_SESSION)
     assert bag.asked == 2  # Airflow's own path: it looked the DAG up (and found none here)
 
 
 def test_success_callbacks_of_consumers_are_not_filed_failure_callbacks_are(installed: None) -> None:
     filed: list[Any] = []
-    session = SimpleNamespace(add=filed.append)
+    session = cast("Session", SimpleNamespace(add=filed.append))
     consumer = ti()
     TriggerRunnerSupervisor._create_workload(
         supervisor(),
-        SimpleNamespace(id=1, classpath=CLASSPATH, encrypted_kwargs="{}", task_instance=consumer),
-        DagBag(),
+        cast("Trigger", SimpleNamespace(id=1, classpath=CLASSPATH, encrypted_kwargs="{}", task_instance=consumer)),
+        cast("DBDagBag", DagBag()),
         lambda ti: "log",
-        None,
+        NO_SESSION,
     )
 
     def request(state: TaskInstanceState, task: SimpleNamespace) -> TaskCallbackRequest:

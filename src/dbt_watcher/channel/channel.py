@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dbt_watcher.invocation.events import NodeResult
@@ -35,7 +36,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WIRE_VERSION = 2
-RUNNING, FINISHED, FAILED = "running", "finished", "failed"
+
+
+class ProducerPhase(StrEnum):
+    """Where the producer's attempt stands, as its channel's head says."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    #: The attempt ended before dbt's closing record (an exception, a failed hook).
+    FAILED = "failed"
+
+
+RUNNING, FINISHED, FAILED = ProducerPhase.RUNNING, ProducerPhase.FINISHED, ProducerPhase.FAILED
 _PREFIX = "dbt_watcher."
 HEAD = _PREFIX + "head"
 INVOCATION = _PREFIX + "invocation"
@@ -90,7 +102,7 @@ class RunStatus:
 
     generation: str
     attempt: int
-    state: str
+    state: ProducerPhase
     results: Mapping[str, NodeResult] = field(default_factory=dict)
     error: str | None = None
     exit_code: int | None = None
@@ -179,6 +191,15 @@ class StatusChannel:
         """One complete read (a producer's retry reading its mirror, a sensor's first poke)."""
         return ChannelReader().read(self.store).status
 
+    def read_for_rerun(self) -> tuple[Invocation, RunStatus] | None:
+        """The run's dbt arguments (secrets masked in this process's logs) and its status, for a task
+        that runs dbt again with them; None when the producer never started dbt in this run."""
+        invocation, status = self.read_invocation(), self.read_all()
+        if invocation is None or status is None:
+            return None
+        invocation.mask_secrets()
+        return invocation, status
+
 
 class ChannelReader:
     """Follows one run incrementally: each closed chunk is fetched once, each result decoded once."""
@@ -259,7 +280,7 @@ class ChannelReader:
         status = RunStatus(
             generation=key[0],
             attempt=key[1],
-            state=str(head["state"]),
+            state=ProducerPhase(head["state"]),
             results=self._results,
             error=head.get("error"),
             exit_code=head.get("exit"),

@@ -17,12 +17,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dbt_watcher.task_states import NOT_STARTED, TaskState
+
 #: Producer task states in which a try is running or about to run (it may still write).
-PRODUCER_ACTIVE = frozenset({"none", "scheduled", "queued", "running", "restarting", "up_for_reschedule", "deferred"})
+PRODUCER_ACTIVE = frozenset(
+    {*NOT_STARTED, TaskState.RUNNING, TaskState.RESTARTING, TaskState.UP_FOR_RESCHEDULE, TaskState.DEFERRED}
+)
 #: Producer states meaning it did not run at all in this DAG run.
-PRODUCER_NEVER_RAN = frozenset({"upstream_failed", "skipped", "removed"})
+PRODUCER_NEVER_RAN = frozenset({TaskState.UPSTREAM_FAILED, TaskState.SKIPPED, TaskState.REMOVED})
 #: Producer states in which no try runs: what the channel holds is the last try's word.
-PRODUCER_SETTLED = frozenset({"success", "failed", "up_for_retry", *PRODUCER_NEVER_RAN})
+PRODUCER_SETTLED = frozenset({TaskState.SUCCESS, TaskState.FAILED, TaskState.UP_FOR_RETRY, *PRODUCER_NEVER_RAN})
 
 
 def stale_after(poke_interval: float) -> float:
@@ -77,7 +81,7 @@ def producer_stopped(producer_state: str | None, resumes: bool) -> bool:
     """
     if producer_state is None or producer_state in PRODUCER_ACTIVE:
         return False
-    return not (producer_state == "up_for_retry" and resumes)
+    return not (producer_state == TaskState.UP_FOR_RETRY and resumes)
 
 
 def trusted(seen_change: bool, producer_state: str | None) -> bool:

@@ -15,6 +15,7 @@ from dbt_watcher.channel.channel import (
     HEAD,
     RUNNING,
     WIRE_VERSION,
+    ProducerPhase,
     RunStatus,
     Store,
     chunk_key,
@@ -92,7 +93,7 @@ class ChannelWriter:
             self._bounds.append(len(self._entries))
             self._open_bytes = 0
 
-    def finish(self, state: str = FINISHED, error: str | None = None, exit_code: int | None = None) -> None:
+    def finish(self, state: ProducerPhase = FINISHED, error: str | None = None, exit_code: int | None = None) -> None:
         """Stop the background thread and write the final head (synchronously, retrying for a minute).
 
         The first call is the attempt's last word; later calls change nothing.
@@ -134,7 +135,12 @@ class ChannelWriter:
                 log.exception("Publishing dbt-watcher status failed; will retry")
 
     def _flush(
-        self, state: str, error: str | None = None, exit_code: int | None = None, *, rewrite_chunks: bool = False
+        self,
+        state: ProducerPhase,
+        error: str | None = None,
+        exit_code: int | None = None,
+        *,
+        rewrite_chunks: bool = False,
     ) -> None:
         with self._lock:
             entries, bounds = list(self._entries), list(self._bounds)

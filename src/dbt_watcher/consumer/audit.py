@@ -39,8 +39,10 @@ from dbt_watcher.channel.store import RunAddress
 from dbt_watcher.consumer.decision import Action, final_decision
 from dbt_watcher.consumer.poller import DEMANDS, Demand, RunPoller, Snapshot
 from dbt_watcher.consumer.trigger import TIMEOUT_GRACE_SECONDS, stream_key
+from dbt_watcher.invocation.events import SUCCESS_STATUSES
 from dbt_watcher.plan.group_plan import ConsumerTask, Watch
 from dbt_watcher.plan.runtime import GroupRuntime
+from dbt_watcher.task_states import ENDED, TaskState
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -48,9 +50,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AUDIT_CLASSPATH = "dbt_watcher.consumer.audit.AuditTrigger"
-_ENDED = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 #: Producer states after which no producer try will publish again (up_for_retry is not one).
-_PRODUCER_DONE = _ENDED
+_PRODUCER_DONE = ENDED
 
 
 def build_over(snapshot: Snapshot) -> bool:
@@ -133,7 +134,7 @@ class AuditTrigger(BaseEventTrigger):
                 continue
             DEMANDS.setdefault(key, Demand()).ask(self.consumers, snapshot.at + 3 * self.poke_interval + 1)
             states = snapshot.view.task_states or {}
-            if not all(states.get(task) in _ENDED for task in self.consumers):
+            if not all(states.get(task) in ENDED for task in self.consumers):
                 continue
             yield await self._compare(snapshot, states)
             return
@@ -144,7 +145,7 @@ class AuditTrigger(BaseEventTrigger):
         for task, spec in sorted(self.consumers.items()):
             decision = final_decision(Watch(spec["node"], tuple(spec.get("tests", ()))), status)
             dbt_green = decision.action is Action.SUCCEED
-            green = states.get(task) == "success"
+            green = states.get(task) == TaskState.SUCCESS
             if green and not dbt_green and not await self._rebuilt(task):
                 false_green.append(f"{task}: green, but dbt's verdict for {spec['node']}: {decision.reason}")
             elif dbt_green and not green:
@@ -176,11 +177,7 @@ class AuditTrigger(BaseEventTrigger):
         """The consumer rebuilt its node itself and dbt said success then (its ``dbt_result`` XCom)."""
         a = self.address
         result = await compat.axcom_get(a.dag_id, a.run_id, task_id, a.map_index, key="dbt_result")
-        return (
-            isinstance(result, Mapping)
-            and result.get("status") in ("success", "pass", "warn")
-            and (result.get("attempt") == 0)
-        )
+        return isinstance(result, Mapping) and result.get("status") in SUCCESS_STATUSES and (result.get("attempt") == 0)
 
 
 class DbtAuditOperator(BaseSensorOperator):
@@ -229,7 +226,7 @@ class DbtAuditOperator(BaseSensorOperator):
         if not build_over(snapshot):
             return False
         states = view.task_states or {}
-        if not all(states.get(task) in _ENDED for task in self.audited):
+        if not all(states.get(task) in ENDED for task in self.audited):
             return False
         event = asyncio.run(trigger._compare(snapshot, states))
         if isinstance(event, TaskFailedEvent):

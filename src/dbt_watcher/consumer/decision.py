@@ -21,12 +21,13 @@ from enum import Enum
 
 from dbt_watcher.channel.channel import RunStatus
 from dbt_watcher.channel.liveness import PRODUCER_NEVER_RAN, producer_stopped
-from dbt_watcher.invocation.events import NodeResult
+from dbt_watcher.invocation.events import NodeResult, NodeStatus
 from dbt_watcher.plan.group_plan import Watch
+from dbt_watcher.task_states import ENDED, NO_STATE, TaskState
 
 #: Consumer states that end a task for good (an upstream in one of them blocks a rebuild).
-_TERMINAL_NOT_GREEN = frozenset({"failed", "upstream_failed", "skipped", "removed"})
-_TEST_FAILURES = frozenset({"fail", "error", "runtime error"})
+_TERMINAL_NOT_GREEN = ENDED - {TaskState.SUCCESS}
+_TEST_FAILURES = frozenset({NodeStatus.FAIL, NodeStatus.ERROR, NodeStatus.RUNTIME_ERROR})
 #: After this many reads in a row that could not be understood, the consumer stops waiting.
 UNREADABLE_LIMIT = 20
 
@@ -85,7 +86,7 @@ def decide(watch: Watch, view: View, *, try_number: int) -> Decision:
         return verdict.not_green(f"the producer ended ({view.producer_state}) but published no status for this run")
     if not view.trusted:
         return _wait(
-            "the published status may be left from an earlier try of the producer; waiting for the current one",
+            "waiting to see the producer's status change (one that never changes may be left from an earlier try)",
             needs_states=True,
         )
     # The current attempt has published its last word, or Airflow says no attempt will publish again. An
@@ -141,7 +142,7 @@ class _Verdict:
                 missing.append(test_id)
             elif test.status in _TEST_FAILURES or test.skipped or not test.succeeded:
                 bad.append(f"{_short(test_id)} ({test.status}: {test.message or 'no message'})")
-            elif test.status == "warn":
+            elif test.status == NodeStatus.WARN:
                 warned.append(f"test {_short(test_id)} warned: {test.message or 'no message'}")
         if bad:
             return self.not_green("the node was built but tests that gate it did not pass: " + "; ".join(bad), result)
@@ -175,14 +176,14 @@ class _Verdict:
             return _wait("checking the upstream consumers before rebuilding", needs_states=True)
         waiting = []
         for upstream in self.watch.upstream:
-            state = self.task_states.get(upstream, "none")
+            state = self.task_states.get(upstream, NO_STATE)
             if state in _TERMINAL_NOT_GREEN:
                 return Decision(
                     Action.FAIL,
                     f"{reason}; upstream task {upstream} ended {state}, so this node is not rebuilt",
                     result,
                 )
-            if state != "success":
+            if state != TaskState.SUCCESS:
                 waiting.append(upstream)
         if waiting:
             return _wait(f"waiting for {', '.join(waiting)} to succeed before rebuilding", needs_states=True)
@@ -191,7 +192,7 @@ class _Verdict:
 
 def final_decision(watch: Watch, status: RunStatus) -> Decision:
     """What a first-try consumer decides from a finished attempt's status (the producer's own view)."""
-    return decide(watch, View(status, trusted=True, producer_state="success"), try_number=1)
+    return decide(watch, View(status, trusted=True, producer_state=TaskState.SUCCESS), try_number=1)
 
 
 def _wait(reason: str, *, needs_states: bool = False) -> Decision:

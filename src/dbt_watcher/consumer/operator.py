@@ -25,7 +25,7 @@ from dbt_watcher.channel.store import ProducerXComs, RunAddress
 from dbt_watcher.consumer.decision import Action, Decision, decide, final_decision
 from dbt_watcher.consumer.poller import RunPoller
 from dbt_watcher.consumer.trigger import CLASSPATH, TIMEOUT_GRACE_SECONDS, ConsumerTrigger, stream_key
-from dbt_watcher.invocation.events import InvocationEvents, NodeResult
+from dbt_watcher.invocation.events import InvocationEvents, NodeResult, NodeStatus
 from dbt_watcher.lineage import operator_lineage
 from dbt_watcher.plan.group_plan import ConsumerTask
 from dbt_watcher.plan.runtime import GroupRuntime
@@ -179,15 +179,14 @@ class DbtConsumerOperator(BaseSensorOperator):
         node = self.consumer.spec.node
         address = self._address(context)
         channel = StatusChannel(ProducerXComs(address))
-        invocation, status = channel.read_invocation(), channel.read_all()
-        if invocation is not None:
-            invocation.mask_secrets()
-        if invocation is None or status is None:
+        recorded = channel.read_for_rerun()
+        if recorded is None:
             raise AirflowException(
                 f"Try {ti.try_number}: {reason}. There is no record of the run's dbt arguments (the producer never "
                 "started dbt in this run, or the record was deleted), so this consumer does not build its node "
                 "alone with guessed arguments. Clear or retry the producer: it builds what is needed."
             )
+        invocation, status = recorded
         what = "dbt test for the tests of" if self.watches_tests_only else "dbt build for"
         log.info("Try %s: %s. Running %s %s alone.", ti.try_number, reason, what, node.unique_id)
         run_path = rt.run_path(address.dag_id, address.run_id, address.map_index, status.generation)
@@ -213,7 +212,9 @@ class DbtConsumerOperator(BaseSensorOperator):
         if not outcome.ran:
             raise AirflowException(f"dbt for {node.unique_id} could not run: {outcome.error}")
         if self.watches_tests_only:  # the model itself was built earlier in this run
-            results.setdefault(node.unique_id, NodeResult(node.unique_id, "success", node.resource_type, attempt=0))
+            results.setdefault(
+                node.unique_id, NodeResult(node.unique_id, NodeStatus.SUCCESS, node.resource_type, attempt=0)
+            )
         decision = final_decision(self.watch, RunStatus("local", 0, FINISHED, results))
         if decision.action is Action.SUCCEED and decision.result is not None:
             return self._succeed(context, decision.result, decision.warnings)

@@ -21,11 +21,11 @@ from dbt_watcher.channel.channel import ChannelReader, Read, RunStatus
 from dbt_watcher.channel.liveness import Liveness, stale_after, trusted
 from dbt_watcher.channel.store import ProducerXComs, RunAddress
 from dbt_watcher.consumer.decision import View
+from dbt_watcher.task_states import NO_STATE, NOT_STARTED
 
 log = logging.getLogger(__name__)
 
 #: Producer states before its first try writes anything: the channel is not read yet.
-_NOT_STARTED = frozenset({"none", "scheduled", "queued"})
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ class RunPoller:
     def _should_read_channel(self) -> bool:
         # Before the producer's try starts there is nothing of this run's to read (and Airflow logs
         # every read of a missing XCom as an error): once Airflow said so, wait for it to start.
-        return self._head_seen or self._producer_state not in _NOT_STARTED
+        return self._head_seen or self._producer_state not in NOT_STARTED
 
     def _states_wanted(self, read: Read, now: float) -> set[str]:
         status = read.status
@@ -151,7 +151,7 @@ class RunPoller:
     def _snapshot(self, read: Read, states: Mapping[str, str] | None, now: float) -> Snapshot:
         if states is not None:
             self.state_reads += 1
-            self._producer_state = states.get(self.address.producer_task_id, "none")
+            self._producer_state = states.get(self.address.producer_task_id, NO_STATE)
         if read.malformed:
             self._unreadable += 1
             self._reason = read.malformed

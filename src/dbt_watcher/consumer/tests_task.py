@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from dbt_watcher.channel.channel import StatusChannel
 from dbt_watcher.channel.store import ProducerXComs, RunAddress
-from dbt_watcher.invocation.events import InvocationEvents, NodeResult
+from dbt_watcher.invocation.events import InvocationEvents, NodeResult, NodeStatus
 from dbt_watcher.plan.runtime import GroupRuntime
 
 if TYPE_CHECKING:
@@ -33,14 +33,13 @@ class DbtTestsOperator(BaseOperator):
         ti = context["ti"]
         address = RunAddress.of(ti, rt.producer_task_id)
         channel = StatusChannel(ProducerXComs(address))
-        invocation, status = channel.read_invocation(), channel.read_all()
-        if invocation is not None:
-            invocation.mask_secrets()
-        if invocation is None or status is None:
+        recorded = channel.read_for_rerun()
+        if recorded is None:
             raise AirflowException(
                 "The producer of this run has not started dbt (no record of the run's dbt arguments): "
                 "nothing to test. Clear or retry the producer."
             )
+        invocation, status = recorded
         run_path = rt.run_path(address.dag_id, address.run_id, address.map_index, status.generation)
         target_path = run_path / "tests" / f"try-{ti.try_number}"
         results: dict[str, NodeResult] = {}
@@ -60,7 +59,7 @@ class DbtTestsOperator(BaseOperator):
             )
         if not outcome.ran:
             raise AirflowException(f"dbt test could not run: {outcome.error}")
-        for warned in (r for r in results.values() if r.status == "warn"):
+        for warned in (r for r in results.values() if r.status == NodeStatus.WARN):
             log.warning("test %s warned: %s", warned.unique_id, warned.message)
         summary: dict[str, int] = {}
         for result in results.values():

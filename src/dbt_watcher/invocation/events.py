@@ -20,19 +20,39 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Any
 
-#: dbt statuses that mean "this node did what it should". ``warn`` is a test that passed with a
-#: warning-severity failure; it never fails a task (it is logged instead).
-SUCCESS_STATUSES = frozenset({"success", "pass", "warn"})
-#: dbt statuses that mean "dbt did not run this node" (an upstream node or test failed, or fail-fast).
-SKIPPED_STATUSES = frozenset({"skipped"})
-#: dbt statuses after which dbt skips everything downstream (``MARK_DEPENDENT_ERRORS_STATUSES``).
-FAILURE_STATUSES = frozenset({"error", "fail", "partial success", "runtime error"})
-#: Our own status for a node deliberately left out of this run (stale source, narrowed selection).
-EXCLUDED = "excluded"
-#: What dbt reports for nodes it has nothing to do for in a build (exposures): neither good nor bad.
-NO_OP = "no-op"
+
+class NodeStatus(StrEnum):
+    """A node's status in one dbt invocation: dbt's values, plus :attr:`EXCLUDED` of our own.
+
+    The values are dbt's ``RunStatus``, ``TestStatus`` and ``FreshnessStatus``
+    (``dbt/artifacts/schemas/results.py``). They are repeated here because the triggerer, which reads
+    them, must not import dbt (seconds of import and hundreds of MB per process). A status this enum
+    does not know is kept as the string dbt sent, and is neither success nor skipped.
+    """
+
+    SUCCESS = "success"
+    ERROR = "error"
+    SKIPPED = "skipped"
+    PARTIAL_SUCCESS = "partial success"
+    NO_OP = "no-op"
+    PASS = "pass"
+    FAIL = "fail"
+    WARN = "warn"
+    RUNTIME_ERROR = "runtime error"
+    #: Ours: a node deliberately left out of this run (stale source, narrowed selection).
+    EXCLUDED = "excluded"
+
+
+#: "This node did what it should". ``warn`` is a test that passed with a warning-severity failure;
+#: it never fails a task (it is logged instead).
+SUCCESS_STATUSES = frozenset({NodeStatus.SUCCESS, NodeStatus.PASS, NodeStatus.WARN})
+#: "dbt did not run this node" (an upstream node or test failed, or fail-fast).
+SKIPPED_STATUSES = frozenset({NodeStatus.SKIPPED})
+#: Statuses after which dbt skips everything downstream (``MARK_DEPENDENT_ERRORS_STATUSES``).
+FAILURE_STATUSES = frozenset({NodeStatus.ERROR, NodeStatus.FAIL, NodeStatus.PARTIAL_SUCCESS, NodeStatus.RUNTIME_ERROR})
 #: The dbt events the tracker reads; the in-process runner converts only these from protobuf.
 TRACKED_EVENTS = frozenset({"NodeStart", "NodeFinished", "MarkSkippedChildren", "LogHookEndLine"})
 
@@ -69,7 +89,7 @@ class NodeResult:
 
     @property
     def excluded(self) -> bool:
-        return self.status == EXCLUDED
+        return self.status == NodeStatus.EXCLUDED
 
     @property
     def failed(self) -> bool:
@@ -78,7 +98,7 @@ class NodeResult:
     @property
     def problem(self) -> bool:
         """dbt did not do what this node needs: anything but success, skipped, left out or no-op."""
-        return not (self.succeeded or self.skipped or self.excluded or self.status == NO_OP)
+        return not (self.succeeded or self.skipped or self.excluded or self.status == NodeStatus.NO_OP)
 
     def to_dict(self) -> dict[str, Any]:
         """The result as a plain dict with readable keys (the consumer's ``dbt_result`` XCom)."""

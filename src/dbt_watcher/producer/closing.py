@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from dbt_watcher.invocation.events import NodeResult, node_result_from_run_results
+from dbt_watcher.invocation.events import NodeResult, NodeStatus, node_result_from_run_results
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def hook_problems(run_results: Mapping[str, Any] | None) -> list[str]:
     problems = []
     for entry in (run_results or {}).get("results") or []:
         uid = str(entry.get("unique_id", ""))
-        if uid.startswith("operation.") and entry.get("status") not in ("success", None):
+        if uid.startswith("operation.") and entry.get("status") not in (NodeStatus.SUCCESS, None):
             problems.append(f"{uid} {entry.get('status')}: {entry.get('message') or 'no message'}")
     return problems
 

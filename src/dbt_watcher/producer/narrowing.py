@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from dbt_watcher.invocation.events import EXCLUDED, NodeResult
+from dbt_watcher.invocation.events import NodeResult, NodeStatus
 from dbt_watcher.invocation.runners import SourceFreshness
 
 #: Decides which sources are too stale to build from: source unique id -> reason.
@@ -28,9 +28,9 @@ def default_freshness_policy(results: Sequence[SourceFreshness]) -> dict[str, st
     check could not run) is stale; ``warn`` is logged, not acted on."""
     stale = {}
     for result in results:
-        if result.status in ("error", "runtime error"):
+        if result.status in (NodeStatus.ERROR, NodeStatus.RUNTIME_ERROR):
             age = f", last loaded {result.age_seconds:.0f} s ago" if result.age_seconds is not None else ""
-            detail = f": {result.message}" if result.message and result.status == "runtime error" else ""
+            detail = f": {result.message}" if result.message and result.status == NodeStatus.RUNTIME_ERROR else ""
             stale[result.unique_id] = f"source {result.unique_id} is stale ({result.status}{age}){detail}"
     return stale
 
@@ -77,4 +77,4 @@ class RunScope:
         return [uid for uid in self.plan if uid not in self.excluded]
 
     def results(self) -> list[NodeResult]:
-        return [NodeResult(uid, EXCLUDED, message=reason) for uid, reason in sorted(self.excluded.items())]
+        return [NodeResult(uid, NodeStatus.EXCLUDED, message=reason) for uid, reason in sorted(self.excluded.items())]

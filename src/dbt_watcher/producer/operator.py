@@ -47,6 +47,7 @@ from dbt_watcher.producer.ledger import Ledger, LedgerBook
 from dbt_watcher.producer.narrowing import Narrowing
 from dbt_watcher.producer.run_args import call_hook, merge_returned
 from dbt_watcher.producer.stall import watch_consumers
+from dbt_watcher.task_states import ENDED, TaskState
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -56,7 +57,6 @@ log = logging.getLogger(__name__)
 #: Seconds the producer waits, after its last result, for the consumers to end before it reports them.
 STALL_WINDOW = 120.0
 #: Consumer states after which a consumer does not wait for this run's build any more.
-_CONSUMER_DONE = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 
 
 class DbtProducerOperator(BaseOperator):
@@ -139,10 +139,11 @@ class DbtProducerOperator(BaseOperator):
         if rt.config.callback is not None:
             log.info("Calling the group's callback with the artifacts folder %s", run_path)
             rt.config.callback(run_path, context)
-        if rt.config.deferrable:
+        if rt.config.deferrable and select is not None:  # only after a build: it is what they wait for
             watch_consumers(self.consumers, status, lambda: self._states(address), window=STALL_WINDOW)
+        shared = rt.share(run_path)  # also when dbt failed: that is when people read run_results.json
         self._verdict(address, ledger, status, built_now=select is not None)
-        return rt.share(run_path)
+        return shared
 
     # ------------------------------------------------------------------ what this attempt does
     def _generation(self, address: RunAddress, book: LedgerBook, clear_number: int) -> Ledger:
@@ -153,7 +154,7 @@ class DbtProducerOperator(BaseOperator):
         if ledger.clear_number == clear_number:
             return ledger
         states = self._states(address)
-        if not any(states.get(c.task_id) in _CONSUMER_DONE for c in self.consumers):
+        if not any(states.get(c.task_id) in ENDED for c in self.consumers):
             log.info("Every task of the group was cleared (DAG-run clear or backfill): a new build of this run")
             return book.save(Ledger.fresh(clear_number))
         return book.save(replace(ledger, clear_number=clear_number))
@@ -289,14 +290,15 @@ class DbtProducerOperator(BaseOperator):
         raise AirflowFailException(message)  # a retry would build nothing: no point in one
 
     def _states(self, address: RunAddress) -> dict[str, str]:
+        # By task id: asking by group makes the API server load the whole serialized DAG for each call.
         return compat.task_states(
-            address.dag_id, address.run_id, group_id=self.runtime.group_id, map_index=address.map_index
+            address.dag_id, address.run_id, task_ids=[c.task_id for c in self.consumers], map_index=address.map_index
         )
 
     def _every_node_green(self, address: RunAddress, status: RunStatus) -> bool:
         states = self._states(address)
         return all(
-            states.get(c.task_id) == "success" or final_decision(c.watch, status).action is Action.SUCCEED
+            states.get(c.task_id) == TaskState.SUCCESS or final_decision(c.watch, status).action is Action.SUCCEED
             for c in self.consumers
         )
 
@@ -351,7 +353,7 @@ def nodes_to_resume(
     selectors: list[str] = []
     for consumer in consumers:
         built: NodeResult | None = previous.results.get(consumer.watch.unique_id)
-        if consumer_states.get(consumer.task_id) == "success" or (built is not None and built.excluded):
+        if consumer_states.get(consumer.task_id) == TaskState.SUCCESS or (built is not None and built.excluded):
             continue
         if final_decision(consumer.watch, final).action is Action.SUCCEED:
             continue

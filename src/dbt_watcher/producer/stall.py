@@ -1,10 +1,12 @@
 """After the build: do the consumers end? A stalled or saturated triggerer is reported, never silent.
 
-Once the producer published the last result, every consumer whose node has a result should end within
-a few poll ticks. The producer — the one task of the group outside the triggerer — watches their
-Airflow states for a bounded window and logs an error naming the consumers still waiting, so a
-triggerer that stopped starting triggers (or has too little capacity for the group) shows up in the
-producer's log and the task's state instead of as a run that stays "running".
+Once the producer published the last result, every consumer that dbt's results make green should end
+within a few poll ticks. Only those are watched: a consumer that is not green may be on a retry, and a
+retry waits for the producer to end before it rebuilds its node, so the producer must not wait for it.
+The producer (the one task of the group outside the triggerer) watches their Airflow states for a
+bounded window and logs an error naming those still waiting, so a triggerer that stopped starting
+triggers (or has too little capacity for the group) shows up in the producer's log instead of as a
+run that stays "running".
 """
 
 from __future__ import annotations
@@ -16,19 +18,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dbt_watcher.channel.channel import RunStatus
 from dbt_watcher.consumer.decision import Action, final_decision
 from dbt_watcher.plan.group_plan import ConsumerTask
+from dbt_watcher.task_states import NO_STATE, WAITING
 
 log = logging.getLogger(__name__)
 
-#: Consumer states of a task that is still waiting for its trigger to fire (or to be started).
-_WAITING = frozenset({"none", "scheduled", "queued", "deferred", "up_for_reschedule"})
-
 
 def waiting_consumers(consumers: Sequence[ConsumerTask], status: RunStatus, states: Mapping[str, str]) -> list[str]:
-    """Consumers whose node has dbt's final word in ``status`` but that are still waiting."""
+    """Consumers that dbt's word in ``status`` makes green but that are still waiting."""
     return [
         c.task_id
         for c in consumers
-        if states.get(c.task_id, "none") in _WAITING and final_decision(c.watch, status).action is not Action.WAIT
+        if states.get(c.task_id, NO_STATE) in WAITING and final_decision(c.watch, status).action is Action.SUCCEED
     ]
 
 
@@ -57,9 +57,9 @@ def watch_consumers(
     if waiting:
         shown = ", ".join(waiting[:10]) + (f" and {len(waiting) - 10} more" if len(waiting) > 10 else "")
         log.error(
-            "%d consumers have not ended %.0f s after dbt's last result for their node (%s). Airflow's triggerer "
-            "may be stalled or saturated ([triggerer] capacity, default 1000 triggers per triggerer): see "
-            "docs/troubleshooting.md, 'Consumers do not end'.",
+            "%d consumer(s) that dbt's results make green have not ended %.0f s after the build (%s). "
+            "Airflow's triggerer may be stalled or saturated ([triggerer] capacity, default 1000 triggers per "
+            "triggerer): see docs/troubleshooting.md, 'Consumers do not end'.",
             len(waiting),
             window,
             shown,

@@ -34,6 +34,9 @@ _HASH_CONTENT_LIMIT = 1 << 20  # bigger files (large seeds) are fingerprinted by
 _CACHE_FILES_KEPT = 64
 
 _memory_cache: dict[str, ProjectGraph] = {}
+# The projects this process is parsing with dbt right now, and the error of a group built inside one.
+_parsing: list[Path] = []
+_reentry: list[ConfigurationError] = []
 
 
 @dataclass(frozen=True)
@@ -239,18 +242,50 @@ def load_graph(
         from dbt_watcher.project.manifest import build_graph
         from dbt_watcher.project.secrets import scrubbed_errors
 
-        with _scratch_dir(directory) as scratch, scrubbed_errors(project.profiles_dir):
-            cached = build_graph(
-                project,
-                selection,
-                scratch,
-                newest_mtime,
-                extra_selections=extra_selections,
-                dbt_executable=dbt_executable,
-            )
+        _parsing.append(project.project_dir)
+        try:
+            with _scratch_dir(directory) as scratch, scrubbed_errors(project.profiles_dir):
+                cached = build_graph(
+                    project,
+                    selection,
+                    scratch,
+                    newest_mtime,
+                    extra_selections=extra_selections,
+                    dbt_executable=dbt_executable,
+                )
+        except ConfigurationError:
+            if _reentry:
+                raise _reentry.pop() from None
+            raise
+        finally:
+            _parsing.pop()
         _write_cache(directory, key, cached)
     _memory_cache[key] = cached
     return cached
+
+
+def refuse_reentry(module: str, file: str | None) -> None:
+    """Fail clearly when dbt's own parse imported a DAG file that builds a group.
+
+    dbt imports every top-level module on ``sys.path`` whose name starts with ``dbt_``, looking for
+    dbt plugins (``dbt/plugins/manager.py``, ``PluginManager.get_prefixed_modules``), and Airflow puts
+    the DAGs folder on ``sys.path``. A DAG file named ``dbt_*.py`` is therefore imported again inside
+    dbt's parse of its own project, which parses again, without end (until Airflow's import timeout).
+
+    Raises:
+        ConfigurationError: when called while this process is parsing a project with dbt.
+    """
+    if not _parsing:
+        return
+    name = Path(file).name if file else f"{module}.py"
+    error = ConfigurationError(
+        f"dbt imported the DAG file {file or module} while parsing the project '{_parsing[-1]}': dbt imports "
+        "every module on sys.path whose name starts with 'dbt_', looking for dbt plugins, and Airflow puts the "
+        "DAGs folder on sys.path, so the file would build its group again inside dbt's parse, without end",
+        f"Rename {name} so that its name does not start with 'dbt_' (for example {name[4:-3] or 'project'}_dbt.py).",
+    )
+    _reentry.append(error)
+    raise error
 
 
 def _read_cache(path: Path) -> ProjectGraph | None:

@@ -11,11 +11,17 @@ from __future__ import annotations
 import json
 import os
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import pendulum
 from airflow.sdk import ObjectStoragePath, dag, task
 
 from dbt_watcher import dbt_watcher_group
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from airflow.sdk.types import DagRunProtocol
+    from typing_extensions import Unpack
 
 DBT_QUEUE = "dbt"
 
@@ -29,14 +35,14 @@ DBT_QUEUE = "dbt"
     operator_args={"retries": 1, "retry_delay": timedelta(seconds=1)},
     artifacts_url=os.environ.get("DBTW_SHARED_ARTIFACTS", "file:///tmp/dbt-watcher-shared"),
 )
-def shop(dag_run):
+def shop(dag_run: DagRunProtocol) -> dict[str, object]:
     return {"vars": dict(dag_run.conf or {})}
 
 
 @dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)
-def shop_celery():
+def shop_celery() -> None:
     @task(trigger_rule="all_done")
-    def report(**context) -> dict[str, str]:
+    def report(**context: Unpack[Context]) -> dict[str, str]:
         # The run's dbt arguments and artifacts location, written when dbt started (also when the build fails).
         where = context["ti"].xcom_pull(task_ids="shop.dbt_producer", key="dbt_watcher.invocation")["artifacts"]
         results = json.loads((ObjectStoragePath(where) / "run_results.json").read_text())["results"]

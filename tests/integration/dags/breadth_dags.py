@@ -7,11 +7,16 @@ import json
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pendulum
 from airflow.sdk import dag
 
 from dbt_watcher import dbt_watcher_group
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG, Context
+    from airflow.sdk.types import DagRunProtocol
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 MARKERS = Path(os.environ.get("DBT_WATCHER_TEST_MARKERS", "/tmp/dbt-watcher-markers"))
@@ -23,13 +28,15 @@ def mark(name: str, payload: object = None) -> None:
 
 
 @dbt_watcher_group(project_dir="../projects/shop", threads=4, poke_interval=0.5)
-def shop(dag_run):
+def shop(dag_run: DagRunProtocol) -> dict[str, object]:
     return {"vars": dict(dag_run.conf or {})}
 
 
-def scenario(dag_id: str, *, schedule: object = None, params: dict | None = None, **group_args: object):
+def scenario(
+    dag_id: str, *, schedule: object = None, params: dict[str, object] | None = None, **group_args: object
+) -> DAG:
     @dag(dag_id=dag_id, schedule=schedule, start_date=START, catchup=False, max_active_runs=1, params=params or {})
-    def build():
+    def build() -> None:
         shop.override(**group_args)()
 
     return build()
@@ -53,19 +60,19 @@ scenario(
 scenario("breadth_changed_sources", schedule=shop.source_assets(), only_changed_sources=True)
 
 
-def on_success(context):
+def on_success(context: Context) -> None:
     mark(f"success__{context['ti'].task_id}")
 
 
-def on_failure(context):
+def on_failure(context: Context) -> None:
     mark(f"failure__{context['ti'].task_id}")
 
 
-def on_retry(context):
+def on_retry(context: Context) -> None:
     mark(f"retry__{context['ti'].task_id}")
 
 
-def list_artifacts(artifacts_dir, context):
+def list_artifacts(artifacts_dir: Path, context: Context) -> None:
     mark("artifacts", sorted(p.name for p in Path(artifacts_dir).iterdir()))
 
 
@@ -87,12 +94,12 @@ hooked = shop.override(
 
 
 @hooked.model("orders_enriched", retries=1)
-def publish_orders(result):
+def publish_orders(result: dict[str, object]) -> None:
     mark("hook_orders_enriched", result)
 
 
 @dag(dag_id="breadth_hooks", schedule=None, start_date=START, catchup=False, max_active_runs=1)
-def breadth_hooks():
+def breadth_hooks() -> None:
     hooked()
 
 
@@ -105,13 +112,13 @@ scenario("breadth_connection", connection_id="shop_warehouse", threads=2)
 
 
 @dbt_watcher_group(project_dir="../projects/shop", threads=4, select="orders_enriched", poke_interval=0.5)
-def deferred(dag_run):
+def deferred(dag_run: DagRunProtocol) -> dict[str, object]:
     # Slim CI's habit: build only what changed, reading unselected parents from a previous run's state.
-    return {"dbt_args": ["--defer", "--state", dag_run.conf["state"]]}
+    return {"dbt_args": ["--defer", "--state", (dag_run.conf or {})["state"]]}
 
 
 @dag(dag_id="breadth_defer", schedule=None, start_date=START, catchup=False, max_active_runs=1)
-def breadth_defer():
+def breadth_defer() -> None:
     deferred()
 
 

@@ -9,11 +9,11 @@ from dbt_watcher import dbt_watcher_group
 
 
 @dbt_watcher_group(project_dir="../projects/shop", select="tag:no_such_tag")
-def nothing(): ...
+def nothing() -> None: ...
 
 
 @dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"))
-def broken_empty_selection():
+def broken_empty_selection() -> None:
     nothing()
 
 

@@ -9,11 +9,11 @@ from dbt_watcher import dbt_watcher_group
 
 
 @dbt_watcher_group(project_dir="../projects/no_such_project")
-def ghost(): ...
+def ghost() -> None: ...
 
 
 @dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"))
-def broken_missing_project():
+def broken_missing_project() -> None:
     ghost()
 
 

@@ -9,11 +9,11 @@ from dbt_watcher import dbt_watcher_group
 
 
 @dbt_watcher_group(project_dir="../projects/names")
-def names(): ...
+def names() -> None: ...
 
 
 @dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)
-def names_dag():
+def names_dag() -> None:
     names()
 
 
@@ -21,11 +21,11 @@ names_dag()
 
 
 @dbt_watcher_group(project_dir="../projects/names_nodeps", install_deps=True)
-def names_fresh_checkout(): ...
+def names_fresh_checkout() -> None: ...
 
 
 @dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)
-def names_install_deps():
+def names_install_deps() -> None:
     names_fresh_checkout()
 
 

@@ -8,17 +8,22 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pendulum
 from airflow.sdk import dag, task
 
 from dbt_watcher import dbt_watcher_group
 
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
+    from airflow.sdk.types import DagRunProtocol
+
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 
 
 @dbt_watcher_group(project_dir="../projects/shop", threads=4, poke_interval=0.5)
-def shop(dag_run):
+def shop(dag_run: DagRunProtocol) -> dict[str, object]:
     conf = dict(dag_run.conf or {})
     dbt_args = conf.pop("dbt_args", [])
     marker = conf.pop("hook_fails_once", None)
@@ -28,9 +33,9 @@ def shop(dag_run):
     return {"vars": conf, "dbt_args": dbt_args}
 
 
-def shop_dag(dag_id: str, target: str, max_active_runs: int = 1, **group_args: object):
+def shop_dag(dag_id: str, target: str, max_active_runs: int = 1, **group_args: object) -> DAG:
     @dag(dag_id=dag_id, schedule=None, start_date=START, catchup=False, max_active_runs=max_active_runs)
-    def scenario():
+    def scenario() -> None:
         @task
         def done() -> str:
             return "done"

@@ -9,11 +9,11 @@ from dbt_watcher import dbt_watcher_group
 
 
 @dbt_watcher_group(project_dir="../projects/wide", threads=4)
-def wide(): ...
+def wide() -> None: ...
 
 
 @dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False, max_active_runs=1)
-def wide_views():
+def wide_views() -> None:
     wide()
 
 
