@@ -1,7 +1,8 @@
 """The verdict oracle: every task's end state against dbt's own verdict for that run.
 
 dbt is the judge. For a run of a group, read what dbt wrote for it — the run's unified
-run_results.json (every producer attempt, the latest result per node), each consumer's own rebuild
+run_results.json (every producer attempt, the latest result per node; for an attempt killed before dbt
+wrote it, the results dbt's own log reports), each consumer's own rebuild
 (local/<task>/try-N/run_results.json), the latest attempt's run_results.json for dbt's exit, and the
 manifest for which tests check which node — and assert:
 
@@ -16,6 +17,7 @@ manifest for which tests check which node — and assert:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,16 +62,55 @@ def _results(path: Path) -> list[dict[str, Any]]:
     return list(json.loads(path.read_text()).get("results", [])) if path.is_file() else []
 
 
+def _manifest(folder: Path, attempts: list[Path]) -> dict[str, Any]:
+    for candidate in (folder / "manifest.json", *(a / "manifest.json" for a in reversed(attempts))):
+        if candidate.is_file():
+            return dict(json.loads(candidate.read_text()))
+    return {}
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# dbt's result line, e.g. "3 of 12 OK created sql table model main.orders .... [OK in 0.05s]",
+# "7 of 12 FAIL 2 not_null_orders_id .... [FAIL 2 in 0.02s]" (dbt/task/printer.py, dbt/events/types.py)
+_RESULT_LINE = re.compile(r"\d+ of \d+ (OK|PASS|WARN|FAIL|ERROR|SKIP)\b(?: \d+)?\s+(?:.*\s)?(\w[\w.-]*?)\s*\.*\s*\[")
+_LOGGED_STATUS = {"OK": "success", "PASS": "pass", "WARN": "warn", "FAIL": "fail", "ERROR": "error", "SKIP": "skipped"}
+
+
+def _logged_results(log_file: Path, manifest: dict[str, Any]) -> dict[str, str]:
+    """Final statuses of the nodes dbt's log says finished (for an attempt that left no run_results)."""
+    by_name: dict[str, str] = {}
+    for uid, node in (manifest.get("nodes") or {}).items():
+        by_name.setdefault(node["name"], uid)
+        if node.get("alias"):
+            by_name.setdefault(node["alias"], uid)
+    found: dict[str, str] = {}
+    if not log_file.is_file():
+        return found
+    for line in _ANSI.sub("", log_file.read_text(errors="replace")).splitlines():
+        match = _RESULT_LINE.search(line)
+        if match:
+            uid = by_name.get(match.group(2).rsplit(".", 1)[-1])
+            if uid is not None:
+                found[uid] = _LOGGED_STATUS[match.group(1)]
+    return found
+
+
 def dbt_verdict(stack: AirflowStack, outcome: Outcome, group: str) -> DbtVerdict:
     folder = run_folder(stack, outcome.dag_id, outcome.run_id, group)
     if folder is None:
         return DbtVerdict(None)
-    verdict = DbtVerdict(folder, {r["unique_id"]: r["status"] for r in _results(folder / "run_results.json")})
     attempts = sorted(folder.glob("attempt-*"), key=lambda p: int(p.name.split("-")[1]))
+    manifest = _manifest(folder, attempts)
+    # an attempt killed before dbt wrote run_results.json: dbt's own log has what finished
+    killed = {}
+    for attempt in attempts:
+        if not (attempt / "run_results.json").is_file():
+            killed.update(_logged_results(attempt / "logs" / "dbt.log", manifest))
+    unified = {r["unique_id"]: r["status"] for r in _results(folder / "run_results.json")}
+    verdict = DbtVerdict(folder, {**killed, **unified})
     if attempts:
         latest = _results(attempts[-1] / "run_results.json")
         verdict.clean_exit = bool(latest) and not any(r["status"] in NOT_CLEAN for r in latest)
-    manifest = json.loads((folder / "manifest.json").read_text()) if (folder / "manifest.json").is_file() else {}
     for uid, node in (manifest.get("nodes") or {}).items():
         if node["resource_type"] in ("model", "seed", "snapshot"):
             version = node.get("version")

@@ -13,10 +13,12 @@ import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from dbt_watcher import compat
+from dbt_watcher.assets import producer_alias
 from dbt_watcher.channel.channel import StatusChannel
 from dbt_watcher.channel.store import MemoryStore
 from dbt_watcher.config import WatcherConfig
 from dbt_watcher.consumer.decision import Action, final_decision
+from dbt_watcher.consumer.emission import AUDIT_RECORD, audit_record
 from dbt_watcher.invocation.runners import Outcome
 from dbt_watcher.plan.group_plan import ConsumerSpec, ConsumerTask, Watch
 from dbt_watcher.plan.runtime import GroupRuntime
@@ -86,8 +88,10 @@ class FakeRunner:
 class Stage:
     """One DAG run of a two-model group: the producer's XComs, its Task State Store, Airflow's states."""
 
-    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **config: Any) -> None:
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, emits: bool = False, **config: Any) -> None:
         self.xcoms, self.tss = MemoryStore(), TaskStateStoreFake()
+        self.audit_record: Any = None  # the audit's XCom of the asset events it emitted
+        self.emitted: list[str] = []  # asset events Airflow registered: those of the tries that ended green
         self.states: dict[str, str] = {}
         self.clear_number = 0
         cfg = WatcherConfig(project_dir=str(JAFFLE_SHOP), artifacts_dir=str(tmp_path / "artifacts"), **config)
@@ -100,10 +104,13 @@ class Stage:
                 Watch(uid, tests, (), runtime.producer_resumes),
                 f"fqn:shop.{uid}",
                 {t: f"sel:{t}" for t in tests},
+                asset_uri=f"duckdb://db/main/{uid.split('.')[-1]}" if emits else None,
+                ends_in_triggerer=emits,
             )
             for uid, tests in ((A, ()), (B, (TEST_B,)))
         ]
-        self.producer = DbtProducerOperator(task_id="dbt_producer", runtime=runtime, consumers=consumers)
+        alias = producer_alias("d", "shop") if emits else None
+        self.producer = DbtProducerOperator(task_id="dbt_producer", runtime=runtime, consumers=consumers, alias=alias)
         self.runner: FakeRunner | None = None
 
         @contextlib.contextmanager
@@ -114,13 +121,16 @@ class Stage:
         monkeypatch.setattr(GroupRuntime, "session", session)
         monkeypatch.setattr(producer_module, "STALL_WINDOW", 0.0)  # stall reports: tests/unit/test_stall.py
         monkeypatch.setattr(compat, "xcom_set", lambda *a, key, value: self.xcoms.set(key, value))
-        monkeypatch.setattr(compat, "xcom_get", lambda *a, key: self.xcoms.get(key))
+        monkeypatch.setattr(
+            compat, "xcom_get", lambda *a, key: self.audit_record if key == AUDIT_RECORD else self.xcoms.get(key)
+        )
         monkeypatch.setattr(compat, "task_states", lambda *a, **kw: dict(self.states))
 
     def attempt(self, number: int, runner: FakeRunner | None) -> str:
         """Run producer try ``number``; a new try starts with empty XComs, as in Airflow."""
         self.runner = runner
         self.xcoms.data.clear()
+        outlets = OutletsFake()
         context = cast(
             "Context",
             {
@@ -128,16 +138,31 @@ class Stage:
                 "run_id": "r1",
                 "dag_run": SimpleNamespace(clear_number=self.clear_number),
                 "task_state_store": self.tss,
-                "outlet_events": {},
+                "outlet_events": outlets,
             },
         )
-        return str(self.producer.execute(context))
+        result = str(self.producer.execute(context))
+        self.emitted += outlets.uris  # Airflow registers the events of a try that succeeds, only
+        return result
 
     def status(self) -> Any:
         return StatusChannel(self.xcoms).read_all()
 
     def ledger(self) -> Any:
         return LedgerBook(self.tss).load()
+
+
+class OutletsFake:
+    """``context["outlet_events"]``: records the events added to any alias."""
+
+    def __init__(self) -> None:
+        self.uris: list[str] = []
+
+    def __getitem__(self, alias: Any) -> OutletsFake:
+        return self
+
+    def add(self, asset: Any, extra: Any = None) -> None:
+        self.uris.append(asset.uri)
 
 
 class TaskStateStoreFake(MemoryStore):
@@ -325,3 +350,27 @@ def test_a_hook_that_raises_is_published_at_once_and_consumers_wait_for_the_retr
     runner = FakeRunner(GOOD)
     stage.attempt(2, runner)
     assert len(runner.commands) == 1 and runner.commands[0].select == ()
+
+
+def test_asset_events_come_from_a_green_try_once_and_never_from_a_red_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Airflow drops a failed task's asset events: a red try must not count its events as emitted
+    stage = Stage(tmp_path, monkeypatch, emits=True)
+    with pytest.raises(AirflowFailException):
+        stage.attempt(1, FakeRunner([*node_events(A, "success"), *node_events(B, "error")], code=1))
+    assert stage.emitted == [] and stage.ledger().assets_emitted == frozenset()
+    # the audit emitted a's event for the red try; b was rebuilt green by its own consumer
+    stage.audit_record = audit_record(stage.status().generation, [A])
+    stage.clear_number, stage.states = 1, {"shop.a": "success", "shop.b": "success"}
+    stage.attempt(2, FakeRunner(GOOD))  # green: every node succeeded in this run; builds nothing
+    assert stage.emitted == []  # a's event came from the audit, b's from its consumer on a worker
+
+
+def test_a_green_try_emits_each_node_once_per_generation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stage = Stage(tmp_path, monkeypatch, emits=True)
+    stage.attempt(1, FakeRunner(GOOD))
+    assert stage.emitted == ["duckdb://db/main/a", "duckdb://db/main/b"]
+    stage.clear_number, stage.states = 1, {"shop.a": "success", "shop.b": "success"}
+    stage.attempt(2, FakeRunner(GOOD))
+    assert len(stage.emitted) == 2  # a clear of the producer emits nothing again

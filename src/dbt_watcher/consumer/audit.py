@@ -11,7 +11,9 @@ consumer has ended, checks for each consumer:
   an upstream consumer that failed, a user's action) — a false red is not a trust problem.
 
 It needs no worker: it ends in the triggerer, and costs one task-state read per tick only after the
-build is over.
+build is over. One exception: when the producer ended red, Airflow dropped the asset events it would
+have emitted for the consumers that ended in the triggerer; the audit then resumes on a worker for a
+moment and emits those of the nodes that succeeded (:mod:`dbt_watcher.consumer.emission`).
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ from airflow.triggers.base import (
 )
 
 from dbt_watcher import compat
-from dbt_watcher.channel.channel import FINISHED, RunStatus
-from dbt_watcher.channel.store import RunAddress
+from dbt_watcher.channel.channel import FINISHED, RunStatus, StatusChannel
+from dbt_watcher.channel.store import ProducerXComs, RunAddress, TaskStateStore
 from dbt_watcher.consumer.decision import Action, final_decision
+from dbt_watcher.consumer.emission import AUDIT_RECORD, add_events, audit_record, pending_events, recorded
 from dbt_watcher.consumer.poller import DEMANDS, Demand, RunPoller, Snapshot
 from dbt_watcher.consumer.trigger import TIMEOUT_GRACE_SECONDS, stream_key
 from dbt_watcher.invocation.events import SUCCESS_STATUSES
@@ -45,7 +48,7 @@ from dbt_watcher.plan.runtime import GroupRuntime
 from dbt_watcher.task_states import ENDED, TaskState
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import AssetAlias, Context
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,7 @@ class AuditTrigger(BaseEventTrigger):
         poke_interval: float,
         consumers: Mapping[str, Mapping[str, Any]],
         group_id: str = "",
+        emits: bool = False,
         dag_id: str = "",
         run_id: str = "",
         map_index: int = -1,
@@ -79,6 +83,8 @@ class AuditTrigger(BaseEventTrigger):
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
         self.producer_task_id = producer_task_id
+        #: The group has nodes whose asset events the producer emits (the audit does if it ends red).
+        self.emits = bool(emits)
         self.poke_interval = float(poke_interval)
         #: consumer task id -> {"node": unique id, "tests": [gating test ids]}
         self.consumers = {task: dict(spec) for task, spec in consumers.items()}
@@ -93,6 +99,7 @@ class AuditTrigger(BaseEventTrigger):
                 "poke_interval": self.poke_interval,
                 "consumers": self.consumers,
                 "group_id": self.group_id,
+                "emits": self.emits,
                 "dag_id": self.dag_id,
                 "run_id": self.run_id,
                 "map_index": self.map_index,
@@ -136,6 +143,8 @@ class AuditTrigger(BaseEventTrigger):
             states = snapshot.view.task_states or {}
             if not all(states.get(task) in ENDED for task in self.consumers):
                 continue
+            if self.emits and snapshot.view.producer_state not in ENDED:
+                continue  # who emits the asset events depends on how the producer ends
             yield await self._compare(snapshot, states)
             return
 
@@ -171,6 +180,14 @@ class AuditTrigger(BaseEventTrigger):
             len(self.consumers),
             summary,
         )
+        any_green = any(states.get(task) == TaskState.SUCCESS for task in self.consumers)
+        if self.emits and any_green and snapshot.view.producer_state != TaskState.SUCCESS:
+            self.log.info(
+                "The producer ended %s: resuming on a worker to emit the asset events of the nodes that "
+                "succeeded (Airflow drops those of a failed task).",
+                snapshot.view.producer_state,
+            )
+            return TriggerEvent({"emit": status.generation, "audit": summary})
         return TaskSuccessEvent(xcoms={"audit": summary})
 
     async def _rebuilt(self, task_id: str) -> bool:
@@ -185,11 +202,20 @@ class DbtAuditOperator(BaseSensorOperator):
 
     ui_color = "#e3f2fd"
 
-    def __init__(self, *, runtime: GroupRuntime, consumers: Sequence[ConsumerTask], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        runtime: GroupRuntime,
+        consumers: Sequence[ConsumerTask],
+        alias: AssetAlias | None = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("poke_interval", runtime.poke_interval)
         kwargs.setdefault("timeout", runtime.timeout_seconds + TIMEOUT_GRACE_SECONDS)
-        super().__init__(**kwargs)
+        super().__init__(outlets=[alias] if alias else [], **kwargs)
         self.runtime = runtime
+        self.consumers = tuple(consumers)
+        self.alias = alias
         self.audited = {c.task_id: {"node": c.watch.unique_id, "tests": list(c.watch.tests)} for c in consumers}
         self.start_from_trigger = True
         self.start_trigger_args = StartTriggerArgs(
@@ -205,14 +231,38 @@ class DbtAuditOperator(BaseSensorOperator):
             "poke_interval": self.runtime.poke_interval,
             "consumers": self.audited,
             "group_id": self.runtime.group_id,
+            "emits": self.alias is not None,
             **bound,
         }
 
     def execute(self, context: Context, event: Any = None) -> Any:
+        if isinstance(event, Mapping) and "emit" in event:  # resumed by the trigger: the producer ended red
+            self._emit(context, str(event["emit"]))
+            return event.get("audit")
         # Reached only when the task did not start in the triggerer (dag.test()): audit from here.
         if compat.runs_inline(context):
             self.mode = "reschedule"
         return super().execute(context)
+
+    def _emit(self, context: Context, generation: str) -> None:
+        """The asset events of the green nodes the red producer could not register, once per generation."""
+        if self.alias is None:
+            return
+        address = RunAddress.of(context["ti"], self.runtime.producer_task_id)
+        status = StatusChannel(ProducerXComs(address)).read_all()
+        if status is None or status.generation != generation:
+            log.warning("The producer's status changed since the audit (a new try or clear): no asset events emitted")
+            return
+        store = TaskStateStore(context["task_state_store"], retention=self.runtime.config.status_retention)
+        done = recorded(store.get(AUDIT_RECORD), generation)
+        events = pending_events(self.consumers, status, done)
+        add_events(context["outlet_events"], self.alias, events)
+        log.info("Emitting %d asset events of nodes that succeeded while the producer ended red", len(events))
+        record = audit_record(generation, done | {e.unique_id for e in events})
+        # Written as the task ends green: a later try or clear of the audit, and a later green producer
+        # try (which reads the XCom), emit none of these again.
+        store.set(AUDIT_RECORD, record)
+        context["ti"].xcom_push(key=AUDIT_RECORD, value=record)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         ti = context["ti"]
@@ -228,7 +278,11 @@ class DbtAuditOperator(BaseSensorOperator):
         states = view.task_states or {}
         if not all(states.get(task) in ENDED for task in self.audited):
             return False
+        if self.alias is not None and view.producer_state not in ENDED:
+            return False
         event = asyncio.run(trigger._compare(snapshot, states))
         if isinstance(event, TaskFailedEvent):
             raise AirflowException("The audit found consumers green without dbt's success; see the lines above.")
+        if not isinstance(event, TaskSuccessEvent) and isinstance(event.payload, Mapping) and "emit" in event.payload:
+            self._emit(context, str(event.payload["emit"]))
         return PokeReturnValue(True)

@@ -71,12 +71,13 @@ def render(factory: WatcherGroupFactory, hook_kwargs: dict[str, Any]) -> DbtWatc
             for upstream in consumer.consumer.spec.upstream:
                 group.consumers[_uid(plan, upstream)] >> consumer
         tasks += _test_tasks(group, runtime, plan, graph, operator_args)
-        emits = any(t.producer_emits for t in tasks)
+        # The events of consumers that end in the triggerer: the producer's, or the audit's when it is red.
+        alias = producer_alias(group.dag.dag_id, runtime.group_id) if any(t.producer_emits for t in tasks) else None
         group.producer = DbtProducerOperator(
             task_id=PRODUCER_TASK_ID,
             runtime=runtime,
             consumers=tasks,
-            alias=producer_alias(group.dag.dag_id, runtime.group_id) if emits else None,
+            alias=alias,
             hook=factory.function,
             hook_kwargs=hook_kwargs,
             doc_md=f"`dbt build` of {plan_summary(plan)}",
@@ -87,6 +88,7 @@ def render(factory: WatcherGroupFactory, hook_kwargs: dict[str, Any]) -> DbtWatc
                 task_id=AUDIT_TASK_ID,
                 runtime=runtime,
                 consumers=tasks,
+                alias=alias,
                 doc_md="Checks every consumer's state against dbt's verdict for the run (docs/reliability.md).",
                 **{k: v for k, v in operator_args.items() if k in ("owner", "pool", "priority_weight")},
             )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from dbt_watcher.channel.channel import Invocation
 from dbt_watcher.channel.liveness import stale_after
 from dbt_watcher.config import WatcherConfig
+from dbt_watcher.plan.group_plan import AUDIT_TASK_ID, PRODUCER_TASK_ID
 from dbt_watcher.producer.artifacts import location, run_dir, share
 from dbt_watcher.project.project import DbtProject, Selection, default_cache_dir
 
@@ -39,6 +40,11 @@ class GroupRuntime:
     source_selectors_by_uri: Mapping[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ settings, from the config
+    @property
+    def audit_task_id(self) -> str:
+        """The audit's full task id: the producer's, with the audit's name (the same group prefix)."""
+        return self.producer_task_id.removesuffix(PRODUCER_TASK_ID) + AUDIT_TASK_ID
+
     @property
     def poke_interval(self) -> float:
         return float(self.config.poke_interval)

@@ -27,7 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, AssetAlias, BaseOperator
+from airflow.sdk import AssetAlias, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from dbt_watcher import compat
@@ -36,6 +36,7 @@ from dbt_watcher.channel.liveness import heartbeat_interval
 from dbt_watcher.channel.store import Mirrored, ProducerXComs, RunAddress, TaskStateStore
 from dbt_watcher.channel.writer import ChannelWriter
 from dbt_watcher.consumer.decision import Action, final_decision
+from dbt_watcher.consumer.emission import AUDIT_RECORD, add_events, pending_events, recorded
 from dbt_watcher.invocation.events import NodeResult
 from dbt_watcher.lineage import Completion, emit_completions
 from dbt_watcher.plan.group_plan import ConsumerTask
@@ -134,7 +135,16 @@ class DbtProducerOperator(BaseOperator):
             finish_quietly(writer, f"the producer stopped: {type(exc).__name__}: {exc}")
             raise
         status = RunStatus(ledger.generation, number, FINISHED, results)
-        ledger = self._emit_assets(context, book, ledger, status)
+        problem = self._problem(address, ledger, status, built_now=select is not None)
+        if problem is None:
+            ledger = self._emit_assets(context, book, ledger, status, address)
+        elif self.alias is not None:  # Airflow drops the asset events of a failed task
+            log.info(
+                "This try ends red, so its asset events would be dropped: %s",
+                "the audit emits those of the nodes that succeeded"
+                if rt.config.audit
+                else "the nodes that succeeded get theirs from a later green try (audit=False)",
+            )
         self._emit_lineage(context, status)
         if rt.config.callback is not None:
             log.info("Calling the group's callback with the artifacts folder %s", run_path)
@@ -142,7 +152,11 @@ class DbtProducerOperator(BaseOperator):
         if rt.config.deferrable and select is not None:  # only after a build: it is what they wait for
             watch_consumers(self.consumers, status, lambda: self._states(address), window=STALL_WINDOW)
         shared = rt.share(run_path)  # also when dbt failed: that is when people read run_results.json
-        self._verdict(address, ledger, status, built_now=select is not None)
+        if problem is not None:
+            message = f"The dbt build of this run is not green: {problem}"
+            if rt.config.producer_retry == "resume":
+                raise AirflowException(message)  # a retry resumes: it builds what did not succeed
+            raise AirflowFailException(message)  # a retry would build nothing: no point in one
         return shared
 
     # ------------------------------------------------------------------ what this attempt does
@@ -270,8 +284,8 @@ class DbtProducerOperator(BaseOperator):
         writer.finish(FINISHED, previous.error if previous is not None else None, last.exit_code if last else None)
         log_summary(previous.results if previous is not None else {}, 0.0, None)
 
-    def _verdict(self, address: RunAddress, ledger: Ledger, status: RunStatus, *, built_now: bool) -> None:
-        """Green when the run's build ended with dbt exiting 0; else fail with dbt's summary.
+    def _problem(self, address: RunAddress, ledger: Ledger, status: RunStatus, *, built_now: bool) -> str | None:
+        """Why this try is red (None: green). Green when the run's build ended with dbt exiting 0.
 
         An attempt that built nothing (a retry or clear in skip mode) is also green once every node of
         the group succeeded in this run, dbt's own or rebuilt by its consumer: clearing the producer
@@ -279,15 +293,11 @@ class DbtProducerOperator(BaseOperator):
         """
         last = ledger.last_ended
         if last is not None and last.exit_code == 0:
-            return
+            return None
         if not built_now and ledger.built and self._every_node_green(address, status):
             log.info("Every node of the group succeeded in this run (some rebuilt by their consumers).")
-            return
-        problem = last.problem if last is not None else "the dbt build of this run did not finish"
-        message = f"The dbt build of this run is not green: {problem}"
-        if self.runtime.config.producer_retry == "resume":
-            raise AirflowException(message)  # a retry resumes: it builds what did not succeed
-        raise AirflowFailException(message)  # a retry would build nothing: no point in one
+            return None
+        return last.problem if last is not None else "the dbt build of this run did not finish"
 
     def _states(self, address: RunAddress) -> dict[str, str]:
         # By task id: asking by group makes the API server load the whole serialized DAG for each call.
@@ -303,24 +313,25 @@ class DbtProducerOperator(BaseOperator):
         )
 
     # ------------------------------------------------------------------ what the group emits
-    def _emit_assets(self, context: Context, book: LedgerBook, ledger: Ledger, status: RunStatus) -> Ledger:
-        """One event per green node whose consumer ends in the triggerer — once per generation."""
+    def _emit_assets(
+        self, context: Context, book: LedgerBook, ledger: Ledger, status: RunStatus, address: RunAddress
+    ) -> Ledger:
+        """One event per green node whose consumer ends in the triggerer, once per generation
+        (:mod:`dbt_watcher.consumer.emission`); called only for a try that ends green."""
         if self.alias is None:
             return ledger
-        events = context["outlet_events"][self.alias]
-        emitted = []
-        for consumer in self.consumers:
-            uid = consumer.watch.unique_id
-            if not consumer.producer_emits or consumer.asset_uri is None or uid in ledger.assets_emitted:
-                continue
-            decision = final_decision(consumer.watch, status)
-            if decision.action is Action.SUCCEED and decision.result is not None:
-                events.add(Asset(uri=consumer.asset_uri), extra=decision.result.asset_extra())
-                emitted.append(uid)
-        log.info("Emitting %d asset events for nodes whose consumers ended in the triggerer", len(emitted))
-        if not emitted:
+        emitted = ledger.assets_emitted
+        if self.runtime.config.audit:  # the audit emitted for an earlier red try of this generation
+            by_audit = compat.xcom_get(
+                address.dag_id, address.run_id, self.runtime.audit_task_id, address.map_index, key=AUDIT_RECORD
+            )
+            emitted = emitted | recorded(by_audit, ledger.generation)
+        events = pending_events(self.consumers, status, emitted)
+        add_events(context["outlet_events"], self.alias, events)
+        log.info("Emitting %d asset events for nodes whose consumers ended in the triggerer", len(events))
+        if not events:
             return ledger
-        return book.save(replace(ledger, assets_emitted=ledger.assets_emitted | set(emitted)))
+        return book.save(replace(ledger, assets_emitted=ledger.assets_emitted | {e.unique_id for e in events}))
 
     def _emit_lineage(self, context: Context, status: RunStatus) -> None:
         """OpenLineage COMPLETE events of the consumers that ended in the triggerer (if installed)."""

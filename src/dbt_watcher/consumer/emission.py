@@ -1,0 +1,81 @@
+"""Asset events of the nodes whose consumers end in the triggerer: who emits them, and when.
+
+Airflow registers a task's asset events only when the task succeeds on a worker: the Task SDK sends
+them with ``SucceedTask`` (``airflow/sdk/execution_time/task_runner.py``); a task ended by its trigger,
+or one that fails, registers none. A consumer that ends in the triggerer therefore has its event
+emitted, through the group's AssetAlias (:func:`dbt_watcher.assets.producer_alias`), by a task that
+ends green on a worker:
+
+* the producer, when its try ends green (dbt exited 0: the usual case);
+* else the audit: once the producer has ended red for good (a model failed, a hook failed, the
+  producer was killed), the audit resumes on a worker for a moment and emits the events of the nodes
+  that did succeed, so a failed build still schedules what depends on its green models.
+
+Each node's event is emitted once per generation of the run. The producer keeps what it emitted in
+its ledger; the audit keeps what it emitted in its own Task State Store (kept across its clears) and
+publishes it as an XCom, which a later green producer try reads before it emits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dbt_watcher.channel.channel import RunStatus
+from dbt_watcher.consumer.decision import Action, final_decision
+from dbt_watcher.plan.group_plan import ConsumerTask
+
+if TYPE_CHECKING:
+    from airflow.sdk import AssetAlias
+
+#: The audit's record of the events it emitted: Task State Store key and XCom key.
+AUDIT_RECORD = "dbt_watcher.assets_emitted"
+
+
+@dataclass(frozen=True)
+class NodeAssetEvent:
+    """One asset event to emit: the node, its asset's URI and the event's ``extra``."""
+
+    unique_id: str
+    uri: str
+    extra: dict[str, Any]
+
+
+def pending_events(
+    consumers: Iterable[ConsumerTask], status: RunStatus, emitted: Collection[str]
+) -> list[NodeAssetEvent]:
+    """Events of the green nodes whose consumers end in the triggerer, minus those already emitted.
+
+    Green is the consumer's own final decision on ``status`` (dbt's final word for the run), so a
+    node gets an event exactly when its consumer is green for dbt's reasons.
+    """
+    events = []
+    for consumer in consumers:
+        uid = consumer.watch.unique_id
+        if not consumer.producer_emits or consumer.asset_uri is None or uid in emitted:
+            continue
+        decision = final_decision(consumer.watch, status)
+        if decision.action is Action.SUCCEED and decision.result is not None:
+            events.append(NodeAssetEvent(uid, consumer.asset_uri, decision.result.asset_extra()))
+    return events
+
+
+def add_events(outlet_events: Any, alias: AssetAlias, events: Iterable[NodeAssetEvent]) -> None:
+    """Attach ``events`` to the running task's outlet ``alias`` (Airflow registers them on success)."""
+    from airflow.sdk import Asset
+
+    accessor = outlet_events[alias]
+    for event in events:
+        accessor.add(Asset(uri=event.uri), extra=event.extra)
+
+
+def audit_record(generation: str, unique_ids: Iterable[str]) -> dict[str, Any]:
+    return {"generation": generation, "nodes": sorted(unique_ids)}
+
+
+def recorded(value: Any, generation: str) -> frozenset[str]:
+    """The unique ids an audit record lists for ``generation`` (none for another generation)."""
+    if not isinstance(value, dict) or value.get("generation") != generation:
+        return frozenset()
+    return frozenset(str(n) for n in value.get("nodes") or ())
