@@ -103,3 +103,14 @@ def tries(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> list[t
         (dag_id, run_id, task_id, dag_id, run_id, task_id),
     )
     return [(int(r[0]), str(r[1]), r[2]) for r in rows]
+
+
+def log_with(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, text: str, *, timeout: float = 30) -> str:
+    """The task's log once it holds ``text`` (else as it is after ``timeout``): the part a trigger wrote
+    reaches the task's log a moment after the task ended."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = stack.task_log(dag_id, run_id, task_id)
+        if text in log or time.monotonic() > deadline:
+            return log
+        time.sleep(1)

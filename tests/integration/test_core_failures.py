@@ -10,7 +10,7 @@ from devstack.stack import AirflowStack
 
 from .conftest import asset_events
 from .oracle import assert_verdicts
-from .scenario import Outcome
+from .scenario import Outcome, log_with
 
 pytestmark = pytest.mark.integration
 
@@ -32,14 +32,13 @@ def test_a_failing_model_turns_red_with_dbts_message_and_its_descendants_never_g
         assert states[f"shop.{green}"] == "success", green
     assert "shop.int_orders" not in states  # ephemeral: no task, lineage passes through
 
-    failed_log = stack.task_log(DAG, run_id, "shop.orders_enriched")
+    failed_log = log_with(stack, DAG, run_id, "shop.orders_enriched", "no_such_column")
     assert "no_such_column" in failed_log  # dbt's own error message, in the consumer's log
-    skipped_log = stack.task_log(DAG, run_id, "shop.order_totals")
+    skipped_log = log_with(stack, DAG, run_id, "shop.order_totals", "model.shop.orders_enriched (error)")
     assert "skipped" in skipped_log
     producer_log = stack.task_log(DAG, run_id, "shop.dbt_producer")
     assert "Running with dbt=" in producer_log and "START sql table model" in producer_log
     assert "dbt exited with code 1" in producer_log and "model.shop.orders_enriched (error)" in producer_log
-    skipped_log = stack.task_log(DAG, run_id, "shop.order_totals")
     assert "model.shop.orders_enriched (error)" in skipped_log  # a skipped node names what failed upstream
 
     events = asset_events(stack, DAG, run_id)

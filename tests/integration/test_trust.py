@@ -15,7 +15,7 @@ import pytest
 from devstack.stack import AirflowStack
 
 from .oracle import assert_verdicts
-from .scenario import artifacts, assert_all_green, builds, finish, run, tries, trigger, wait_until
+from .scenario import artifacts, assert_all_green, builds, finish, log_with, run, tries, trigger, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -48,8 +48,9 @@ def test_a_microbatch_model_with_a_failed_batch_is_not_green_nor_its_child(stack
     states = out.group()
     assert verdict.status["model.shop.events_mb"] == "partial success"
     assert states["events_mb"] == "failed" and states["events_mb_child"] == "failed"
-    assert "partial success" in stack.task_log(out.dag_id, out.run_id, "shop.events_mb")
-    assert "model.shop.events_mb (partial success)" in stack.task_log(out.dag_id, out.run_id, "shop.events_mb_child")
+    assert "partial success" in log_with(stack, out.dag_id, out.run_id, "shop.events_mb", "partial success")
+    upstream = "model.shop.events_mb (partial success)"
+    assert upstream in log_with(stack, out.dag_id, out.run_id, "shop.events_mb_child", upstream)
     good = run(stack, "shop_microbatch")
     assert_all_green(stack, good)
     assert_verdicts(stack, good)

@@ -18,7 +18,7 @@ from dbt_watcher.channel.channel import StatusChannel
 from dbt_watcher.channel.store import MemoryStore
 from dbt_watcher.config import WatcherConfig
 from dbt_watcher.consumer.decision import Action, final_decision
-from dbt_watcher.consumer.emission import AUDIT_RECORD, audit_record
+from dbt_watcher.consumer.emission import EMITTED, emitted_record
 from dbt_watcher.invocation.runners import Outcome
 from dbt_watcher.plan.group_plan import ConsumerSpec, ConsumerTask, Watch
 from dbt_watcher.plan.runtime import GroupRuntime
@@ -122,7 +122,7 @@ class Stage:
         monkeypatch.setattr(producer_module, "STALL_WINDOW", 0.0)  # stall reports: tests/unit/test_stall.py
         monkeypatch.setattr(compat, "xcom_set", lambda *a, key, value: self.xcoms.set(key, value))
         monkeypatch.setattr(
-            compat, "xcom_get", lambda *a, key: self.audit_record if key == AUDIT_RECORD else self.xcoms.get(key)
+            compat, "xcom_get", lambda *a, key: self.audit_record if key == EMITTED else self.xcoms.get(key)
         )
         monkeypatch.setattr(compat, "task_states", lambda *a, **kw: dict(self.states))
 
@@ -361,7 +361,7 @@ def test_asset_events_come_from_a_green_try_once_and_never_from_a_red_one(
         stage.attempt(1, FakeRunner([*node_events(A, "success"), *node_events(B, "error")], code=1))
     assert stage.emitted == [] and stage.ledger().assets_emitted == frozenset()
     # the audit emitted a's event for the red try; b was rebuilt green by its own consumer
-    stage.audit_record = audit_record(stage.status().generation, [A])
+    stage.audit_record = emitted_record(stage.status().generation, [A])
     stage.clear_number, stage.states = 1, {"shop.a": "success", "shop.b": "success"}
     stage.attempt(2, FakeRunner(GOOD))  # green: every node succeeded in this run; builds nothing
     assert stage.emitted == []  # a's event came from the audit, b's from its consumer on a worker

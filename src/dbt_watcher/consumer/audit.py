@@ -39,7 +39,7 @@ from dbt_watcher import compat
 from dbt_watcher.channel.channel import FINISHED, RunStatus, StatusChannel
 from dbt_watcher.channel.store import ProducerXComs, RunAddress, TaskStateStore
 from dbt_watcher.consumer.decision import Action, final_decision
-from dbt_watcher.consumer.emission import AUDIT_RECORD, add_events, audit_record, pending_events, recorded
+from dbt_watcher.consumer.emission import EMITTED, add_events, emitted_record, pending_events, recorded
 from dbt_watcher.consumer.poller import DEMANDS, Demand, RunPoller, Snapshot
 from dbt_watcher.consumer.trigger import TIMEOUT_GRACE_SECONDS, stream_key
 from dbt_watcher.invocation.events import SUCCESS_STATUSES
@@ -53,8 +53,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AUDIT_CLASSPATH = "dbt_watcher.consumer.audit.AuditTrigger"
-#: Producer states after which no producer try will publish again (up_for_retry is not one).
-_PRODUCER_DONE = ENDED
 
 
 def build_over(snapshot: Snapshot) -> bool:
@@ -62,7 +60,7 @@ def build_over(snapshot: Snapshot) -> bool:
     view = snapshot.view
     if view.status is not None and view.status.finished and view.trusted:
         return True
-    return view.producer_state in _PRODUCER_DONE
+    return view.producer_state in ENDED  # up_for_retry is not: a retry publishes again
 
 
 class AuditTrigger(BaseEventTrigger):
@@ -187,7 +185,7 @@ class AuditTrigger(BaseEventTrigger):
                 "succeeded (Airflow drops those of a failed task).",
                 snapshot.view.producer_state,
             )
-            return TriggerEvent({"emit": status.generation, "audit": summary})
+            return TriggerEvent({"emit": status.generation, "attempt": status.attempt, "audit": summary})
         return TaskSuccessEvent(xcoms={"audit": summary})
 
     async def _rebuilt(self, task_id: str) -> bool:
@@ -237,32 +235,56 @@ class DbtAuditOperator(BaseSensorOperator):
 
     def execute(self, context: Context, event: Any = None) -> Any:
         if isinstance(event, Mapping) and "emit" in event:  # resumed by the trigger: the producer ended red
-            self._emit(context, str(event["emit"]))
-            return event.get("audit")
+            self._emit(context, event)
+            return None
         # Reached only when the task did not start in the triggerer (dag.test()): audit from here.
         if compat.runs_inline(context):
             self.mode = "reschedule"
         return super().execute(context)
 
-    def _emit(self, context: Context, generation: str) -> None:
-        """The asset events of the green nodes the red producer could not register, once per generation."""
+    def _emit(self, context: Context, event: Mapping[str, Any]) -> None:
+        """The asset events of the green nodes the red producer could not register, once per generation.
+
+        The producer may have moved on between the trigger's decision and this worker (a clear, a
+        retry): unless it is still the same ended-red try, the audit waits again and decides anew.
+        """
         if self.alias is None:
             return
-        address = RunAddress.of(context["ti"], self.runtime.producer_task_id)
+        ti = context["ti"]
+        address = RunAddress.of(ti, self.runtime.producer_task_id)
+        producer = compat.task_states(
+            address.dag_id, address.run_id, task_ids=[address.producer_task_id], map_index=address.map_index
+        ).get(address.producer_task_id)
         status = StatusChannel(ProducerXComs(address)).read_all()
-        if status is None or status.generation != generation:
-            log.warning("The producer's status changed since the audit (a new try or clear): no asset events emitted")
+        generation = str(event["emit"])
+        if producer == TaskState.SUCCESS:
+            log.info("The producer has turned green since: it emitted the asset events")
             return
+        same_try = status is not None and (status.generation, status.attempt) == (generation, event.get("attempt"))
+        if producer not in ENDED or status is None or not same_try:
+            log.info("The producer moved on (state %s) since the audit: waiting for it to end again", producer)
+            self.defer(
+                trigger=AuditTrigger(
+                    **self._trigger_kwargs(dag_id=address.dag_id, run_id=address.run_id, map_index=address.map_index)
+                ),
+                method_name="execute",
+                timeout=timedelta(seconds=self.runtime.timeout_seconds + TIMEOUT_GRACE_SECONDS),
+            )
+        assert status is not None  # checked above; defer() does not return
         store = TaskStateStore(context["task_state_store"], retention=self.runtime.config.status_retention)
-        done = recorded(store.get(AUDIT_RECORD), generation)
+        done = recorded(store.get(EMITTED), generation) | recorded(ProducerXComs(address).get(EMITTED), generation)
         events = pending_events(self.consumers, status, done)
         add_events(context["outlet_events"], self.alias, events)
         log.info("Emitting %d asset events of nodes that succeeded while the producer ended red", len(events))
-        record = audit_record(generation, done | {e.unique_id for e in events})
-        # Written as the task ends green: a later try or clear of the audit, and a later green producer
-        # try (which reads the XCom), emit none of these again.
-        store.set(AUDIT_RECORD, record)
-        context["ti"].xcom_push(key=AUDIT_RECORD, value=record)
+        record = emitted_record(generation, recorded(store.get(EMITTED), generation) | {e.unique_id for e in events})
+        # Recorded as the task's last step (Airflow registers the events when it returns): a later try
+        # or clear of the audit, and a later green producer try (which reads the XCom), emit none again.
+        store.set(EMITTED, record)
+        own = RunAddress.of(ti, ti.task_id)
+        compat.xcom_set(own.dag_id, own.run_id, ti.task_id, own.map_index, key=EMITTED, value=record)
+        summary = event.get("audit")
+        if summary is not None:
+            compat.xcom_set(own.dag_id, own.run_id, ti.task_id, own.map_index, key="audit", value=summary)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         ti = context["ti"]
@@ -284,5 +306,5 @@ class DbtAuditOperator(BaseSensorOperator):
         if isinstance(event, TaskFailedEvent):
             raise AirflowException("The audit found consumers green without dbt's success; see the lines above.")
         if not isinstance(event, TaskSuccessEvent) and isinstance(event.payload, Mapping) and "emit" in event.payload:
-            self._emit(context, str(event.payload["emit"]))
+            self._emit(context, event.payload)
         return PokeReturnValue(True)

@@ -11,9 +11,15 @@ ends green on a worker:
   producer was killed), the audit resumes on a worker for a moment and emits the events of the nodes
   that did succeed, so a failed build still schedules what depends on its green models.
 
-Each node's event is emitted once per generation of the run. The producer keeps what it emitted in
-its ledger; the audit keeps what it emitted in its own Task State Store (kept across its clears) and
-publishes it as an XCom, which a later green producer try reads before it emits.
+Each node's event is emitted once per generation of the run. Both tasks keep what they emitted (the
+producer in its ledger, the audit in its own Task State Store, both kept across tries and clears) and
+publish it as an XCom of their own under :data:`EMITTED`, which the other reads before it emits. A
+task registers its events only as its last step, once nothing else of its try can fail.
+
+Which nodes: those dbt's final word for the run reports successful with their gating tests, the same
+rule that makes a consumer green (a node rebuilt by the producer's resume retry gets its event even
+if its first-try consumer already failed: the table was rebuilt). An audit that finds a false green
+fails, and emits nothing.
 """
 
 from __future__ import annotations
@@ -29,8 +35,8 @@ from dbt_watcher.plan.group_plan import ConsumerTask
 if TYPE_CHECKING:
     from airflow.sdk import AssetAlias
 
-#: The audit's record of the events it emitted: Task State Store key and XCom key.
-AUDIT_RECORD = "dbt_watcher.assets_emitted"
+#: The key of each task's record of the events it emitted (XCom; the audit's Task State Store too).
+EMITTED = "dbt_watcher.assets_emitted"
 
 
 @dataclass(frozen=True)
@@ -47,8 +53,7 @@ def pending_events(
 ) -> list[NodeAssetEvent]:
     """Events of the green nodes whose consumers end in the triggerer, minus those already emitted.
 
-    Green is the consumer's own final decision on ``status`` (dbt's final word for the run), so a
-    node gets an event exactly when its consumer is green for dbt's reasons.
+    Green is the consumer's own final decision on ``status`` (dbt's final word for the run).
     """
     events = []
     for consumer in consumers:
@@ -70,12 +75,12 @@ def add_events(outlet_events: Any, alias: AssetAlias, events: Iterable[NodeAsset
         accessor.add(Asset(uri=event.uri), extra=event.extra)
 
 
-def audit_record(generation: str, unique_ids: Iterable[str]) -> dict[str, Any]:
+def emitted_record(generation: str, unique_ids: Iterable[str]) -> dict[str, Any]:
     return {"generation": generation, "nodes": sorted(unique_ids)}
 
 
 def recorded(value: Any, generation: str) -> frozenset[str]:
-    """The unique ids an audit record lists for ``generation`` (none for another generation)."""
+    """The unique ids a record of :func:`emitted_record` lists for ``generation`` (none for another)."""
     if not isinstance(value, dict) or value.get("generation") != generation:
         return frozenset()
     return frozenset(str(n) for n in value.get("nodes") or ())

@@ -25,8 +25,6 @@ from dbt_watcher.task_states import NO_STATE, NOT_STARTED
 
 log = logging.getLogger(__name__)
 
-#: Producer states before its first try writes anything: the channel is not read yet.
-
 
 @dataclass(frozen=True)
 class Snapshot:

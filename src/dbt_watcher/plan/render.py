@@ -90,7 +90,12 @@ def render(factory: WatcherGroupFactory, hook_kwargs: dict[str, Any]) -> DbtWatc
                 consumers=tasks,
                 alias=alias,
                 doc_md="Checks every consumer's state against dbt's verdict for the run (docs/reliability.md).",
-                **{k: v for k, v in operator_args.items() if k in ("owner", "pool", "priority_weight")},
+                # queue and executor: it resumes on a worker to emit asset events when the producer ends red
+                **{
+                    k: v
+                    for k, v in operator_args.items()
+                    if k in ("owner", "pool", "priority_weight", "queue", "executor")
+                },
             )
         _model_hooks(group, factory, plan)
         group.plan, group.graph, group.translator = plan, graph, cfg.naming

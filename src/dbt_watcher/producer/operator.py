@@ -36,7 +36,7 @@ from dbt_watcher.channel.liveness import heartbeat_interval
 from dbt_watcher.channel.store import Mirrored, ProducerXComs, RunAddress, TaskStateStore
 from dbt_watcher.channel.writer import ChannelWriter
 from dbt_watcher.consumer.decision import Action, final_decision
-from dbt_watcher.consumer.emission import AUDIT_RECORD, add_events, pending_events, recorded
+from dbt_watcher.consumer.emission import EMITTED, add_events, emitted_record, pending_events, recorded
 from dbt_watcher.invocation.events import NodeResult
 from dbt_watcher.lineage import Completion, emit_completions
 from dbt_watcher.plan.group_plan import ConsumerTask
@@ -57,7 +57,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds the producer waits, after its last result, for the consumers to end before it reports them.
 STALL_WINDOW = 120.0
-#: Consumer states after which a consumer does not wait for this run's build any more.
 
 
 class DbtProducerOperator(BaseOperator):
@@ -112,6 +111,8 @@ class DbtProducerOperator(BaseOperator):
         # First thing: this try's channel, with what earlier attempts published (this try's XComs start
         # empty) and a heartbeat, so consumers see a live producer while it prepares and parses.
         writer = self._writer(channel, mirror, ledger, previous, number)
+        if self.alias is not None and ledger.assets_emitted:  # for the audit (consumer/emission.py)
+            ProducerXComs(address).set(EMITTED, emitted_record(ledger.generation, ledger.assets_emitted))
         try:
             select = self._retry_selection(address, ledger, previous, number)
             if select is None:
@@ -136,12 +137,10 @@ class DbtProducerOperator(BaseOperator):
             raise
         status = RunStatus(ledger.generation, number, FINISHED, results)
         problem = self._problem(address, ledger, status, built_now=select is not None)
-        if problem is None:
-            ledger = self._emit_assets(context, book, ledger, status, address)
-        elif self.alias is not None:  # Airflow drops the asset events of a failed task
+        if problem is not None and self.alias is not None:  # Airflow drops the asset events of a failed task
             log.info(
-                "This try ends red, so its asset events would be dropped: %s",
-                "the audit emits those of the nodes that succeeded"
+                "This try ends red, so it emits no asset events: %s",
+                "the audit emits those of the nodes that succeeded once the producer has ended for good"
                 if rt.config.audit
                 else "the nodes that succeeded get theirs from a later green try (audit=False)",
             )
@@ -157,6 +156,9 @@ class DbtProducerOperator(BaseOperator):
             if rt.config.producer_retry == "resume":
                 raise AirflowException(message)  # a retry resumes: it builds what did not succeed
             raise AirflowFailException(message)  # a retry would build nothing: no point in one
+        # Last: a try that fails after recording its events would lose them (Airflow drops a failed
+        # try's events) while its retry took them for emitted.
+        self._emit_assets(context, book, ledger, status, address)
         return shared
 
     # ------------------------------------------------------------------ what this attempt does
@@ -323,7 +325,7 @@ class DbtProducerOperator(BaseOperator):
         emitted = ledger.assets_emitted
         if self.runtime.config.audit:  # the audit emitted for an earlier red try of this generation
             by_audit = compat.xcom_get(
-                address.dag_id, address.run_id, self.runtime.audit_task_id, address.map_index, key=AUDIT_RECORD
+                address.dag_id, address.run_id, self.runtime.audit_task_id, address.map_index, key=EMITTED
             )
             emitted = emitted | recorded(by_audit, ledger.generation)
         events = pending_events(self.consumers, status, emitted)
@@ -331,7 +333,9 @@ class DbtProducerOperator(BaseOperator):
         log.info("Emitting %d asset events for nodes whose consumers ended in the triggerer", len(events))
         if not events:
             return ledger
-        return book.save(replace(ledger, assets_emitted=ledger.assets_emitted | {e.unique_id for e in events}))
+        ledger = book.save(replace(ledger, assets_emitted=ledger.assets_emitted | {e.unique_id for e in events}))
+        ProducerXComs(address).set(EMITTED, emitted_record(ledger.generation, ledger.assets_emitted))
+        return ledger
 
     def _emit_lineage(self, context: Context, status: RunStatus) -> None:
         """OpenLineage COMPLETE events of the consumers that ended in the triggerer (if installed)."""
