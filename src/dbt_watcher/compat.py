@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import quote
 
 
 def _comms() -> Any:
@@ -53,19 +54,39 @@ def xcom_set(dag_id: str, run_id: str, task_id: str, map_index: int, *, key: str
     _comms().send(SetXCom(key=key, value=value, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index))
 
 
-def _task_states_message(
+#: Characters of task ids per task-state request. The ids travel in the URL's query string, which
+#: httpx caps at 64 KiB and the api-server's HTTP parser (h11) at 16 KiB per request head: a group of
+#: thousands of consumers is asked in several requests.
+_QUERY_BUDGET = 8_000
+
+
+def _task_states_messages(
     dag_id: str, run_id: str, task_ids: Iterable[str] | None, group_id: str | None, map_index: int | None
-) -> Any:
+) -> list[Any]:
     # Public replacement: none (the Task SDK has no task-state query for other tasks).
     from airflow.sdk.execution_time.comms import GetTaskStates
 
-    return GetTaskStates(
-        dag_id=dag_id,
-        run_ids=[run_id],
-        task_ids=sorted(task_ids) if task_ids is not None else None,
-        task_group_id=group_id,
-        map_index=map_index if map_index is not None and map_index >= 0 else None,
-    )
+    def message(ids: list[str] | None) -> Any:
+        return GetTaskStates(
+            dag_id=dag_id,
+            run_ids=[run_id],
+            task_ids=ids,
+            task_group_id=group_id,
+            map_index=map_index if map_index is not None and map_index >= 0 else None,
+        )
+
+    if task_ids is None:
+        return [message(None)]
+    batches: list[list[str]] = [[]]
+    size = 0
+    for task_id in sorted(task_ids):
+        cost = len(quote(task_id, safe="")) + len("&task_ids=")
+        if batches[-1] and size + cost > _QUERY_BUDGET:
+            batches.append([])
+            size = 0
+        batches[-1].append(task_id)
+        size += cost
+    return [message(batch) for batch in batches]
 
 
 def _states_of_run(response: Any, run_id: str, map_index: int | None) -> dict[str, str]:
@@ -92,8 +113,11 @@ def task_states(
     Ask by ``task_ids`` whenever the ids are known: asking by ``group_id`` makes Airflow load the
     whole serialized DAG to find the group's tasks (``_get_group_tasks`` in the execution API).
     """
-    message = _task_states_message(dag_id, run_id, task_ids, group_id, map_index)
-    return _states_of_run(_comms().send(message), run_id, map_index)
+    comms = _comms()
+    states: dict[str, str] = {}
+    for message in _task_states_messages(dag_id, run_id, task_ids, group_id, map_index):
+        states.update(_states_of_run(comms.send(message), run_id, map_index))
+    return states
 
 
 async def atask_states(
@@ -105,10 +129,12 @@ async def atask_states(
     map_index: int | None = None,
 ) -> dict[str, str]:
     comms = _comms()
-    message = _task_states_message(dag_id, run_id, task_ids, group_id, map_index)
-    if not hasattr(comms, "asend"):
-        return _states_of_run(comms.send(message), run_id, map_index)
-    return _states_of_run(await comms.asend(message), run_id, map_index)
+    states: dict[str, str] = {}
+    for message in _task_states_messages(dag_id, run_id, task_ids, group_id, map_index):
+        # dag.test() runs triggers inline with a synchronous channel
+        response = await comms.asend(message) if hasattr(comms, "asend") else comms.send(message)
+        states.update(_states_of_run(response, run_id, map_index))
+    return states
 
 
 def triggerer_internals() -> tuple[Any, Any]:

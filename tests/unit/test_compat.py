@@ -1,0 +1,46 @@
+"""The non-public Airflow calls in dbt_watcher.compat, with Airflow's own message types and a fake channel."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from airflow.sdk.execution_time.comms import GetTaskStates, TaskStatesResult
+
+from dbt_watcher import compat
+
+
+class Comms:
+    """The supervisor channel: answers every task-state request with 'success' for the ids asked."""
+
+    def __init__(self) -> None:
+        self.requests: list[GetTaskStates] = []
+
+    def send(self, message: GetTaskStates) -> TaskStatesResult:
+        self.requests.append(message)
+        return TaskStatesResult(task_states={"r1": dict.fromkeys(message.task_ids or [], "success")})
+
+    async def asend(self, message: GetTaskStates) -> TaskStatesResult:
+        return self.send(message)
+
+
+def test_thousands_of_task_ids_are_asked_in_requests_that_fit_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 3,000 consumers once made every audit tick fail: "URL component 'query' too long" (httpx)
+    comms = Comms()
+    monkeypatch.setattr(compat, "_comms", lambda: comms)
+    ids = [f"a_rather_long_group_name.a_model_with_a_long_name_{i:05d}" for i in range(3000)]
+    states: dict[str, Any] = compat.task_states("d", "r1", task_ids=ids)
+    assert states == dict.fromkeys(ids, "success")
+    assert len(comms.requests) > 1
+    for request in comms.requests:
+        assert len(urlencode({"task_ids": request.task_ids}, doseq=True)) < 16_000  # the api-server's limit
+    assert asyncio.run(compat.atask_states("d", "r1", task_ids=ids)) == states
+
+
+def test_a_few_task_ids_are_one_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    comms = Comms()
+    monkeypatch.setattr(compat, "_comms", lambda: comms)
+    assert compat.task_states("d", "r1", task_ids=["g.a", "g.b"]) == {"g.a": "success", "g.b": "success"}
+    assert len(comms.requests) == 1
