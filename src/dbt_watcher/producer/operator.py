@@ -323,7 +323,9 @@ class DbtProducerOperator(BaseOperator):
         if self.alias is None:
             return ledger
         emitted = ledger.assets_emitted
-        if self.runtime.config.audit:  # the audit emitted for an earlier red try of this generation
+        # The audit emits only after a red try of this generation ended; on a first try there is none to
+        # read (and a missing XCom is logged by Airflow as an error in this task's log).
+        if self.runtime.config.audit and any(a.number != status.attempt for a in ledger.attempts):
             by_audit = compat.xcom_get(
                 address.dag_id, address.run_id, self.runtime.audit_task_id, address.map_index, key=EMITTED
             )
