@@ -114,3 +114,10 @@ def log_with(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, text: 
         if text in log or time.monotonic() > deadline:
             return log
         time.sleep(1)
+
+
+def assert_logged(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, text: str) -> str:
+    """Assert that the task's log holds ``text``, waiting for the part its trigger wrote (see log_with)."""
+    log = log_with(stack, dag_id, run_id, task_id, text)
+    assert text in log, f"{task_id}'s log lacks {text!r}; its end:\n{log[-3000:]}"
+    return log

@@ -14,7 +14,7 @@ import pytest
 from devstack.stack import AirflowStack
 
 from .conftest import WAREHOUSE_PASSWORD, xcom
-from .scenario import assert_all_green, finish, run, wait_until
+from .scenario import assert_all_green, assert_logged, finish, run, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def test_test_behaviours_build_none_after_all_and_after_each(stack: AirflowStack
     after_all = run(stack, "breadth_after_all", {"fail_test": True})
     assert after_all.states["shop.dbt_tests"] == "failed"
     assert all(s == "success" for t, s in after_all.group().items() if t != "dbt_tests")
-    assert "customer_stats_valid" in stack.task_log("breadth_after_all", after_all.run_id, "shop.dbt_tests")
+    assert_logged(stack, "breadth_after_all", after_all.run_id, "shop.dbt_tests", "customer_stats_valid")
     assert not any(uid.startswith("test.") for uid in _results(stack, "breadth_after_all", after_all.run_id))
 
     after_each = run(stack, "breadth_after_each", {"fail_test": True})
@@ -62,14 +62,14 @@ def test_source_freshness_leaves_out_what_reads_a_stale_source(stack: AirflowSta
     states = out.group()
     assert states["events_daily"] == "skipped"
     assert all(s == "success" for t, s in states.items() if t != "events_daily")
-    assert "source.shop.raw.events is stale" in stack.task_log(out.dag_id, out.run_id, "shop.events_daily")
+    assert_logged(stack, out.dag_id, out.run_id, "shop.events_daily", "source.shop.raw.events is stale")
     folder = Path(xcom(stack, out.dag_id, out.run_id, "shop.dbt_producer"))
     assert (folder / "attempt-1" / "sources.json").is_file()
     assert "model.shop.events_daily" not in _results(stack, out.dag_id, out.run_id)  # never built
 
     custom = run(stack, "breadth_freshness_policy")
     assert custom.group()["events_daily"] == "skipped"
-    assert "policy says" in stack.task_log(custom.dag_id, custom.run_id, "shop.events_daily")
+    assert_logged(stack, custom.dag_id, custom.run_id, "shop.events_daily", "policy says")
 
 
 def test_a_templated_select_and_vars_retarget_a_run_from_the_trigger_form(stack: AirflowStack) -> None:
@@ -102,7 +102,7 @@ def test_an_asset_triggered_run_builds_only_what_reads_the_changed_source(stack:
     states = out.group()
     assert states["events_daily"] == "success"
     assert states["orders_enriched"] == "skipped" and states["raw_orders"] == "skipped"
-    assert "none of the sources it reads changed" in stack.task_log(dag_id, run_id, "shop.orders_enriched")
+    assert_logged(stack, dag_id, run_id, "shop.orders_enriched", "none of the sources it reads changed")
 
 
 def test_overrides_callbacks_and_model_hooks(stack: AirflowStack, markers: Path) -> None:

@@ -10,7 +10,7 @@ from devstack.stack import AirflowStack
 
 from .conftest import asset_events
 from .oracle import assert_verdicts
-from .scenario import Outcome, log_with
+from .scenario import Outcome, assert_logged, log_with
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,7 @@ def test_a_failing_test_fails_the_model_it_is_attached_to_and_names_it(stack: Ai
     assert states["shop.customer_stats"] == "failed"
     assert states["shop.orders_enriched"] == "success"
     assert_verdicts(stack, Outcome(DAG, run_id, "failed", states))
-    assert "customer_stats_valid" in stack.task_log(DAG, run_id, "shop.customer_stats")
+    assert_logged(stack, DAG, run_id, "shop.customer_stats", "customer_stats_valid")
 
 
 def test_the_group_polls_once_per_tick_not_once_per_consumer(stack: AirflowStack) -> None:

@@ -16,7 +16,17 @@ from devstack.stack import AirflowStack
 
 from .conftest import asset_events
 from .oracle import assert_verdicts
-from .scenario import artifacts, assert_all_green, builds, finish, run, tries, trigger, wait_until
+from .scenario import (
+    artifacts,
+    assert_all_green,
+    assert_logged,
+    builds,
+    finish,
+    run,
+    tries,
+    trigger,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +75,7 @@ def test_test_failure_under_build_on_duckdb_and_postgres(stack: AirflowStack) ->
         assert states["customer_stats"] == "failed"
         assert all(states[n] == "success" for n in nodes(slow) if n != "customer_stats")
         assert_verdicts(stack, out)
-        assert "customer_stats_valid" in stack.task_log(dag, out.run_id, "shop.customer_stats")
+        assert_logged(stack, dag, out.run_id, "shop.customer_stats", "customer_stats_valid")
         assert all(c == 1 for c in builds(artifacts(stack, out)).values())
 
 
@@ -240,7 +250,7 @@ def test_a_profile_that_cannot_connect_fails_the_producer_and_no_consumer_goes_g
     assert states["dbt_producer"] == "failed"
     assert all(state == "failed" for name, state in states.items() if name not in ("dbt_producer", "dbt_audit"))
     assert states["dbt_audit"] == "success"  # no consumer is green: nothing to contradict dbt
-    assert "Connection refused" in stack.task_log(out.dag_id, out.run_id, "shop.orders_enriched")
+    assert_logged(stack, out.dag_id, out.run_id, "shop.orders_enriched", "Connection refused")
     assert asset_events(stack, out.dag_id, out.run_id) == []
     assert_verdicts(stack, out)
 
@@ -251,9 +261,9 @@ def test_timeout_fails_the_consumer_not_the_producer(stack: AirflowStack) -> Non
     assert states["dbt_producer"] == "success"
     assert states[DUCK_SLOW] == "failed" and states["after_slow"] == "failed"
     assert all(states[n] == "success" for n in nodes(DUCK_SLOW) if n not in (DUCK_SLOW, "after_slow"))
-    assert "Timed out after 20 s" in stack.task_log(out.dag_id, out.run_id, f"shop.{DUCK_SLOW}")
+    assert_logged(stack, out.dag_id, out.run_id, f"shop.{DUCK_SLOW}", "Timed out after 20 s")
     assert states["dbt_audit"] == "success"  # red although dbt succeeded: a warning, not a trust problem
-    assert "although dbt reported success" in stack.task_log(out.dag_id, out.run_id, "shop.dbt_audit")
+    assert_logged(stack, out.dag_id, out.run_id, "shop.dbt_audit", "although dbt reported success")
     assert all(c == 1 for c in builds(artifacts(stack, out)).values())
 
 

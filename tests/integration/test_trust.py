@@ -37,7 +37,7 @@ def test_a_relationships_test_skipped_because_its_other_parent_failed_is_not_a_p
     assert_verdicts(stack, out)
     states = out.group()
     assert states["stg_orders"] == "failed" and states["customers_dim"] == "failed"
-    log = stack.task_log(out.dag_id, out.run_id, "shop.stg_orders")
+    log = log_with(stack, out.dag_id, out.run_id, "shop.stg_orders", "relationships_stg_orders")
     assert "relationships_stg_orders" in log and "skipped" in log
 
 
