@@ -26,6 +26,7 @@ from dbt_watcher.plan.runtime import GroupRuntime
 from dbt_watcher.project.project import DbtProject, Selection
 
 from ..conftest import JAFFLE_SHOP
+from .fakes import OutletsFake, TaskStateStoreFake
 from .graphs import model
 
 if TYPE_CHECKING:
@@ -75,27 +76,6 @@ def test_a_false_green_fails_the_audit_and_emits_nothing(monkeypatch: pytest.Mon
     assert isinstance(event, TaskFailedEvent)
 
 
-class Outlets:
-    def __init__(self) -> None:
-        self.uris: list[str] = []
-
-    def __getitem__(self, alias: Any) -> Outlets:
-        return self
-
-    def add(self, asset: Any, extra: Any = None) -> None:
-        self.uris.append(asset.uri)
-
-
-class Store(dict[str, Any]):
-    """``context["task_state_store"]``."""
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return super().get(key, default)
-
-    def set(self, key: str, value: Any, retention: Any = None) -> None:
-        self[key] = value
-
-
 class Worker:
     """The audit resumed on a worker: Airflow's producer state, the producer's channel and XComs faked."""
 
@@ -125,7 +105,7 @@ class Worker:
             {A: NodeResult(A, NodeStatus.SUCCESS, "model"), B: NodeResult(B, NodeStatus.ERROR, "model")},
         )
         self.xcoms: dict[tuple[str, str], Any] = {}
-        self.store = Store()
+        self.store = TaskStateStoreFake()
         worker = self
 
         class Channel:
@@ -144,7 +124,7 @@ class Worker:
         )
 
     def resume(self) -> list[str]:
-        outlets = Outlets()
+        outlets = OutletsFake()
         ti = SimpleNamespace(dag_id="d", run_id="r1", task_id="shop.dbt_audit", map_index=-1, try_number=1)
         context = cast("Context", {"ti": ti, "task_state_store": self.store, "outlet_events": outlets})
         self.audit.execute(context, event={"emit": "gen1", "attempt": 1, "audit": {"false_green": 0}})

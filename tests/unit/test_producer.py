@@ -28,6 +28,7 @@ from dbt_watcher.producer.operator import DbtProducerOperator, nodes_to_resume
 from dbt_watcher.project.project import DbtProject, Selection
 
 from ..conftest import JAFFLE_SHOP
+from .fakes import OutletsFake, TaskStateStoreFake
 from .graphs import model
 
 if TYPE_CHECKING:
@@ -150,27 +151,6 @@ class Stage:
 
     def ledger(self) -> Any:
         return LedgerBook(self.tss).load()
-
-
-class OutletsFake:
-    """``context["outlet_events"]``: records the events added to any alias."""
-
-    def __init__(self) -> None:
-        self.uris: list[str] = []
-
-    def __getitem__(self, alias: Any) -> OutletsFake:
-        return self
-
-    def add(self, asset: Any, extra: Any = None) -> None:
-        self.uris.append(asset.uri)
-
-
-class TaskStateStoreFake(MemoryStore):
-    def get(self, key: str, default: Any = None) -> Any:
-        return super().get(key)
-
-    def set(self, key: str, value: Any, retention: Any = None) -> None:
-        super().set(key, value)
 
 
 GOOD = [*node_events(A, "success"), *node_events(B, "success"), *node_events(TEST_B, "pass")]

@@ -138,13 +138,21 @@ class AuditTrigger(BaseEventTrigger):
             if not build_over(snapshot):
                 continue
             DEMANDS.setdefault(key, Demand()).ask(self.consumers, snapshot.at + 3 * self.poke_interval + 1)
-            states = snapshot.view.task_states or {}
-            if not all(states.get(task) in ENDED for task in self.consumers):
+            states = self.ready(snapshot)
+            if states is None:
                 continue
-            if self.emits and snapshot.view.producer_state not in ENDED:
-                continue  # who emits the asset events depends on how the producer ends
             yield await self._compare(snapshot, states)
             return
+
+    def ready(self, snapshot: Snapshot) -> Mapping[str, str] | None:
+        """Every consumer's state once the audit can decide, else None: the build is over, every
+        consumer ended and, in a group that emits assets, the producer ended (who emits depends on it)."""
+        states = snapshot.view.task_states or {}
+        if not build_over(snapshot) or not all(states.get(task) in ENDED for task in self.consumers):
+            return None
+        if self.emits and snapshot.view.producer_state not in ENDED:
+            return None
+        return states
 
     async def _compare(self, snapshot: Snapshot, states: Mapping[str, str]) -> TriggerEvent:
         status = snapshot.view.status or RunStatus("none", 0, FINISHED)  # nothing published: nothing is proven
@@ -272,11 +280,12 @@ class DbtAuditOperator(BaseSensorOperator):
             )
         assert status is not None  # checked above; defer() does not return
         store = TaskStateStore(context["task_state_store"], retention=self.runtime.config.status_retention)
-        done = recorded(store.get(EMITTED), generation) | recorded(ProducerXComs(address).get(EMITTED), generation)
-        events = pending_events(self.consumers, status, done)
+        own_done = recorded(store.get(EMITTED), generation)
+        by_producer = recorded(ProducerXComs(address).get(EMITTED), generation)
+        events = pending_events(self.consumers, status, own_done | by_producer)
         add_events(context["outlet_events"], self.alias, events)
         log.info("Emitting %d asset events of nodes that succeeded while the producer ended red", len(events))
-        record = emitted_record(generation, recorded(store.get(EMITTED), generation) | {e.unique_id for e in events})
+        record = emitted_record(generation, own_done | {e.unique_id for e in events})
         # Recorded as the task's last step (Airflow registers the events when it returns): a later try
         # or clear of the audit, and a later green producer try (which reads the XCom), emit none again.
         store.set(EMITTED, record)
@@ -294,13 +303,8 @@ class DbtAuditOperator(BaseSensorOperator):
         poller = RunPoller(stream_key(address), address, self.runtime.poke_interval)
         poller.demand.ask(self.audited, time.time() + 60)
         snapshot = poller.poll_sync()
-        view = snapshot.view
-        if not build_over(snapshot):
-            return False
-        states = view.task_states or {}
-        if not all(states.get(task) in ENDED for task in self.audited):
-            return False
-        if self.alias is not None and view.producer_state not in ENDED:
+        states = trigger.ready(snapshot)
+        if states is None:
             return False
         event = asyncio.run(trigger._compare(snapshot, states))
         if isinstance(event, TaskFailedEvent):
