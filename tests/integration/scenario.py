@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.error
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -105,19 +107,34 @@ def tries(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> list[t
     return [(int(r[0]), str(r[1]), r[2]) for r in rows]
 
 
+def _reason(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> str:
+    quoted = urllib.parse.quote(run_id, safe="")
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/xcomEntries/dbt_reason"
+    try:
+        entry = stack.api("GET", path)
+    except urllib.error.HTTPError:
+        return ""
+    return str(entry.get("value", ""))
+
+
 def log_with(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, text: str, *, timeout: float = 30) -> str:
-    """The task's log once it holds ``text`` (else as it is after ``timeout``): the part a trigger wrote
-    reaches the task's log a moment after the task ended."""
+    """What the task tells a user about how it ended, once that holds ``text`` (else as it is after ``timeout``):
+    its ``dbt_reason`` XCom, then its log.
+
+    The XCom is written with the task's end state. A line its trigger logged reaches the log a moment after
+    the task ended, and Airflow's triggerer can drop a trigger's last lines under load (apache/airflow#66158),
+    which is why a consumer also keeps its reason in the XCom.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        log = stack.task_log(dag_id, run_id, task_id)
-        if text in log or time.monotonic() > deadline:
-            return log
+        told = f"{_reason(stack, dag_id, run_id, task_id)}\n{stack.task_log(dag_id, run_id, task_id)}"
+        if text in told or time.monotonic() > deadline:
+            return told
         time.sleep(1)
 
 
 def assert_logged(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, text: str) -> str:
-    """Assert that the task's log holds ``text``, waiting for the part its trigger wrote (see log_with)."""
-    log = log_with(stack, dag_id, run_id, task_id, text)
-    assert text in log, f"{task_id}'s log lacks {text!r}; its end:\n{log[-3000:]}"
-    return log
+    """Assert that the task tells ``text`` (its reason XCom or its log, see log_with)."""
+    told = log_with(stack, dag_id, run_id, task_id, text)
+    assert text in told, f"{task_id} does not tell {text!r}; its reason and the end of its log:\n{told[-3000:]}"
+    return told

@@ -24,7 +24,13 @@ from dbt_watcher.channel.channel import FINISHED, RunStatus, StatusChannel, deco
 from dbt_watcher.channel.store import ProducerXComs, RunAddress
 from dbt_watcher.consumer.decision import Action, Decision, decide, final_decision
 from dbt_watcher.consumer.poller import RunPoller
-from dbt_watcher.consumer.trigger import CLASSPATH, TIMEOUT_GRACE_SECONDS, ConsumerTrigger, stream_key
+from dbt_watcher.consumer.trigger import (
+    CLASSPATH,
+    REASON_XCOM,
+    TIMEOUT_GRACE_SECONDS,
+    ConsumerTrigger,
+    stream_key,
+)
 from dbt_watcher.invocation.events import InvocationEvents, NodeResult, NodeStatus
 from dbt_watcher.lineage import operator_lineage
 from dbt_watcher.plan.group_plan import ConsumerTask
@@ -132,12 +138,12 @@ class DbtConsumerOperator(BaseSensorOperator):
             decision = decide(self.watch, self._poller.poll_sync().view, try_number=int(ti.try_number))
         if decision.action is Action.WAIT:
             if ti.start_date is not None and time.time() - ti.start_date.timestamp() > self.runtime.timeout_seconds:
-                raise AirflowException(
-                    f"Timed out after {self.runtime.timeout_seconds:.0f} s while {decision.reason}; "
-                    "the producer keeps running, this consumer fails."
-                )
+                timed_out = f"timed out after {self.runtime.timeout_seconds:.0f} s while {decision.reason}"
+                ti.xcom_push(key=REASON_XCOM, value=timed_out)
+                raise AirflowException(f"{timed_out.capitalize()}; the producer keeps running, this consumer fails.")
             return False
         if decision.action is Action.SKIP:
+            ti.xcom_push(key=REASON_XCOM, value=decision.reason)
             raise AirflowSkipException(decision.reason)
         return PokeReturnValue(True, self._conclude(context, decision))
 
@@ -155,6 +161,7 @@ class DbtConsumerOperator(BaseSensorOperator):
             return self._succeed(context, decision.result, decision.warnings)
         if decision.action is Action.RUN_LOCALLY:
             return self._run_locally(context, decision.reason)
+        context["ti"].xcom_push(key=REASON_XCOM, value=decision.reason)
         raise AirflowException(f"dbt node {self.watch.unique_id} did not succeed: {decision.reason}")
 
     def _succeed(self, context: Context, result: NodeResult, warnings: tuple[str, ...]) -> dict[str, Any]:

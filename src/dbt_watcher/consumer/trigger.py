@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 CLASSPATH = "dbt_watcher.consumer.trigger.ConsumerTrigger"
 #: Airflow's own trigger timeout is set this much later than ours, so ours fires first and says why.
 TIMEOUT_GRACE_SECONDS = 60.0
+# The XCom that holds why a consumer was skipped or failed. Its log says so too, but Airflow's triggerer
+# can drop a trigger's last log lines (apache/airflow#66158: they travel on a socket apart from the end
+# event); an end event's XComs are written with the task's state, so the reason always reaches the UI.
+REASON_XCOM = "dbt_reason"
 #: A waiting consumer says how it waits once at start and then once per this period, each at its own
 #: point of the period: a line per consumer in the same tick would burst through the triggerer's log
 #: socket, which Airflow does not drain while it sends its runner a large message.
@@ -226,7 +230,7 @@ class ConsumerTrigger(BaseEventTrigger):
                 self.timeout,
                 decision.reason,
             )
-            return TaskFailedEvent()
+            return TaskFailedEvent(xcoms={REASON_XCOM: f"timed out after {self.timeout:.0f} s while {decision.reason}"})
         reason = (
             decision.reason if not snapshot.read_error else f"{decision.reason} (read failed: {snapshot.read_error})"
         )
@@ -268,6 +272,6 @@ class ConsumerTrigger(BaseEventTrigger):
             return TriggerEvent({"action": "run_locally", "reason": decision.reason})
         if decision.action is Action.SKIP:
             self.log.info("Skipped: %s. %s", decision.reason, cost)
-            return TaskSkippedEvent()
+            return TaskSkippedEvent(xcoms={REASON_XCOM: decision.reason})
         self.log.error("dbt node %s did not succeed: %s. %s", self.node, decision.reason, cost)
-        return TaskFailedEvent()
+        return TaskFailedEvent(xcoms={REASON_XCOM: decision.reason})
