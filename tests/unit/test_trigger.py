@@ -69,12 +69,14 @@ def test_failure_fails_the_task_and_logs_dbts_message(capsys: pytest.CaptureFixt
     events = asyncio.run(collect(make(), [snap(failed, state=FINISHED)]))
     assert isinstance(events[0], TaskFailedEvent)
     assert "relation missing" in capsys.readouterr().out
+    assert "relation missing" in str((events[0].xcoms or {})["dbt_reason"])  # kept when the log drops it
 
 
 def test_producer_that_never_ran_skips() -> None:
     view = View(None, producer_state="upstream_failed")
     events = asyncio.run(collect(make(), [Snapshot(view, None, 1, 1000.0)]))
     assert isinstance(events[0], TaskSkippedEvent)
+    assert "upstream_failed" in str((events[0].xcoms or {})["dbt_reason"])
 
 
 def test_success_that_needs_a_worker_resumes_there() -> None:
