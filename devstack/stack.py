@@ -7,6 +7,7 @@ Every process gets its own process group, so stopping kills exactly what we star
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -290,8 +291,13 @@ class AirflowStack:
             if state in TERMINAL_RUN_STATES:
                 return state
             time.sleep(1)
+        states = self.task_states(dag_id, run_id)
+        counts = collections.Counter(str(s) for s in states.values())
+        ended = ("success", "failed", "skipped", "upstream_failed", "removed")
+        unfinished = sorted(t for t, s in states.items() if s not in ended)
         raise TimeoutError(
-            f"run {run_id} of {dag_id} still {state} after {timeout}s: {self.task_states(dag_id, run_id)}"
+            f"run {run_id} of {dag_id} still {state} after {timeout}s; task states {dict(counts)}; "
+            f"not ended ({len(unfinished)}): {unfinished[:20]}"
         )
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
