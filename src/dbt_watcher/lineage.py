@@ -8,8 +8,7 @@ When apache-airflow-providers-openlineage is installed:
   COMPLETE event for it, under the consumer's own job name and run id.
 
 Either way the lineage graph shows one job per model, reading its dbt parents and writing its table,
-not one producer job touching everything. Dataset names follow the asset URIs: namespace
-``<scheme>://<authority>``, name ``<database>.<schema>.<table>``.
+not one producer job touching everything. Dataset names follow the asset URIs (:func:`dataset_name`).
 """
 
 from __future__ import annotations
@@ -41,9 +40,15 @@ class NodeLineage:
 
 
 def dataset_name(uri: str) -> tuple[str, str]:
-    """OpenLineage (namespace, name) of one of our asset URIs."""
+    """OpenLineage (namespace, name) of one of our asset URIs (dbt_watcher.assets), by the OpenLineage
+    naming spec: namespace ``<scheme>://<authority>``, name the dotted parts — except BigQuery, whose
+    namespace is ``bigquery`` and whose name starts with the project, and DuckDB, whose name starts
+    with the database. tests/unit/test_asset_uris.py checks these against the OpenLineage client's
+    ``openlineage.client.naming.dataset`` classes."""
     parts = urlsplit(uri)
     path = [unquote(p) for p in parts.path.split("/") if p]
+    if parts.scheme == "bigquery":  # bigquery://<project>/<dataset>/<table>
+        return "bigquery", ".".join([parts.netloc, *path])
     if parts.scheme == "duckdb":  # duckdb://<database>/<schema>/<table>
         return f"duckdb://{parts.netloc}", ".".join([parts.netloc, *path])
     return f"{parts.scheme}://{parts.netloc}", ".".join(path)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dbt_watcher.assets import relation_uri
+from dbt_watcher.errors import ConfigurationError
 from dbt_watcher.lineage import dataset_name
 from dbt_watcher.project.graph import DbtNode, DbtSource, Relation, Target
 
@@ -49,22 +50,48 @@ class DbtWatcherTranslator:
         return f"dbt {node.resource_type} `{node.unique_id}` ({node.original_file_path})"
 
     # ---- built on the rules above (not meant to be overridden)
-    def node_asset(self, target: Target, node: DbtNode) -> Asset:
-        from airflow.sdk import Asset
+    def uri(self, target: Target, relation: Relation) -> str:
+        """:meth:`asset_uri`, with a URI that cannot be built reported as a configuration error.
 
+        Raises:
+            ConfigurationError: the rule needs a fact the target lacks (its host, say).
+        """
+        try:
+            return self.asset_uri(target, relation)
+        except ValueError as exc:
+            raise _uri_error(target, relation, exc) from exc
+
+    def node_asset(self, target: Target, node: DbtNode) -> Asset:
         if node.relation is None:
             raise ValueError(f"dbt node {node.unique_id} has no relation, so it has no asset")
-        return Asset(uri=self.asset_uri(target, node.relation))
+        return self._asset(target, node.relation)
 
     def source_asset(self, target: Target, source: DbtSource) -> Asset:
+        return self._asset(target, source.relation)
+
+    def _asset(self, target: Target, relation: Relation) -> Asset:
         from airflow.sdk import Asset
 
-        return Asset(uri=self.asset_uri(target, source.relation))
+        uri = self.uri(target, relation)
+        try:  # the installed provider of the URI's scheme checks it here (its `asset-uris` handler)
+            return Asset(uri=uri)
+        except ValueError as exc:
+            raise _uri_error(target, relation, exc, uri) from exc
 
     def operator_args(self, node: DbtNode) -> dict[str, Any]:
         """Operator arguments of the node's consumer, applied after every other source of them
         (``operator_args``, ``meta.airflow``, ``node_operator_args``); checked like those. Default: none."""
         return {}
+
+
+def _uri_error(target: Target, relation: Relation, exc: ValueError, uri: str | None = None) -> ConfigurationError:
+    what = f"the asset URI {uri!r}" if uri else "no asset URI"
+    return ConfigurationError(
+        f"dbt relation {relation.database}.{relation.schema}.{relation.identifier} of the {target.adapter_type} "
+        f"target {target.target_name!r} has {what}: {exc}",
+        "Complete the target in profiles.yml (docs/assets.md lists what each warehouse's URI needs), give "
+        "translator= an asset_uri method, or pass emit_assets=False.",
+    )
 
 
 DEFAULT_TRANSLATOR = DbtWatcherTranslator()

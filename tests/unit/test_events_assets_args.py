@@ -49,8 +49,8 @@ def test_asset_uris_follow_the_documented_scheme() -> None:
     assert relation_uri(pg, Relation("wh", "analytics", "orders")) == "postgres://db.example:5433/wh/analytics/orders"
     duck = Target("duckdb", "p", "t", database="jaffle", schema="main")
     assert relation_uri(duck, Relation("jaffle", "main", "orders")) == "duckdb://jaffle/main/orders"
-    other = Target("snowflake", "p", "t", database="DB")
-    assert relation_uri(other, Relation("DB", "S", "T")) == "snowflake://DB/DB/S/T"
+    other = Target("materialize", "p", "t", host="mz.example", port=6875, database="db")
+    assert relation_uri(other, Relation(None, "s", "t")) == "materialize://mz.example:6875/db/s/t"
 
 
 def test_producer_aliases_of_dag_and_group_pairs_never_collide() -> None:

@@ -122,7 +122,7 @@ def _runtime(
         selection=factory.selection(),
         freshness_policy=policy,
         freshness_sources_by_id={s.unique_id: s.selector for s in sources if s.has_freshness},
-        source_selectors_by_uri={cfg.naming.asset_uri(graph.target, s.relation): s.selector for s in sources},
+        source_selectors_by_uri={cfg.naming.uri(graph.target, s.relation): s.selector for s in sources},
     )
 
 
@@ -186,10 +186,10 @@ def node_lineage(graph: ProjectGraph, node: DbtNode, naming: DbtWatcherTranslato
     inputs: set[str] = set()
     for uid in graph.walk_up(node.depends_on, through=lambda n: n.materialized == "ephemeral" or n.relation is None):
         if uid in graph.sources:
-            inputs.add(naming.asset_uri(graph.target, graph.sources[uid].relation))
+            inputs.add(naming.uri(graph.target, graph.sources[uid].relation))
         elif uid in graph.nodes and (relation := graph.nodes[uid].relation) is not None:
-            inputs.add(naming.asset_uri(graph.target, relation))
-    output = naming.asset_uri(graph.target, node.relation) if node.relation is not None else None
+            inputs.add(naming.uri(graph.target, relation))
+    output = naming.uri(graph.target, node.relation) if node.relation is not None else None
     names = {uri: naming.lineage_dataset(uri) for uri in (*inputs, *([output] if output else []))}
     return NodeLineage(tuple(sorted(inputs)), output, names)
 

@@ -14,7 +14,7 @@ from typing import Any
 #: The dbt resource types that get an Airflow consumer task of their own.
 WATCHED_TYPES = frozenset({"model", "seed", "snapshot"})
 
-GRAPH_FORMAT = 3
+GRAPH_FORMAT = 4
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,10 @@ class Target:
     database: str | None = None
     schema: str | None = None
     threads: int | None = None
+    #: Snowflake's account identifier (the authority of its asset URIs).
+    account: str | None = None
+    #: The AWS region of an Athena target.
+    region: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -39,11 +39,14 @@ def profile_facts(project_dir, profiles_dir, profile, target, vars_json):
         "adapter_type": str(creds.type),
         "profile_name": str(loaded.profile_name),
         "target_name": str(loaded.target_name),
-        "host": getattr(creds, "host", None),
+        # dbt-mysql calls the host "server"; Snowflake and Athena name their endpoint otherwise.
+        "host": getattr(creds, "host", None) or getattr(creds, "server", None),
         "port": int(port) if port is not None else None,
         "database": getattr(creds, "database", None),
         "schema": getattr(creds, "schema", None),
         "threads": loaded.threads,
+        "account": getattr(creds, "account", None),
+        "region": getattr(creds, "region_name", None),
     }
 """
 
