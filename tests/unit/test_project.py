@@ -104,14 +104,30 @@ def test_a_broken_project_reports_dbts_parse_error(jaffle: Path, cache_dir: Path
     assert "no_such_model" in str(info.value)
 
 
-def test_a_current_target_manifest_is_used_without_parsing(
-    jaffle: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_manifest_left_by_another_target_is_never_used(jaffle: Path, cache_dir: Path) -> None:
     from dbt_watcher.invocation.command import run_dbt
 
+    profiles = jaffle / "profiles.yml"
+    other_output = "    other:\n      type: duckdb\n      path: other.duckdb\n      schema: elsewhere\n"
+    profiles.write_text(profiles.read_text().replace("    postgres:\n", other_output + "    postgres:\n"))
+    other = DbtProject.locate(jaffle, target="other")
+    assert run_dbt(other.command("parse", extra_args=("--quiet",))).success  # target/manifest.json for "other"
+    graph = load_graph(DbtProject.locate(jaffle), Selection())
+    orders = graph.nodes["model.jaffle_shop.orders"].relation
+    assert orders is not None and (orders.database, orders.schema) == ("jaffle_shop", "main")
+
+
+def test_an_environment_variable_the_profile_reads_is_part_of_the_cache_key(
+    jaffle: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The example profile picks its target with env_var('JAFFLE_TARGET'): another value is another graph.
     p = DbtProject.locate(jaffle)
-    assert run_dbt(p.command("parse", extra_args=("--quiet",))).success  # writes target/manifest.json
-    parsed: list[str] = []
-    monkeypatch.setattr(manifest, "_parse", lambda *a: parsed.append("parse"))
-    graph = load_graph(p, Selection())
-    assert parsed == [] and "model.jaffle_shop.orders" in graph.selected
+    fingerprint, names = p.fingerprint()
+    assert {"JAFFLE_TARGET", "JAFFLE_PG_SCHEMA"} <= names
+    monkeypatch.setenv("JAFFLE_TARGET", "duckdb")
+    first = project.cache_key(p, Selection(), fingerprint, (), names)
+    monkeypatch.setenv("JAFFLE_TARGET", "postgres")
+    assert project.cache_key(p, Selection(), fingerprint, (), names) != first
+    monkeypatch.setenv("JAFFLE_TARGET", "duckdb")
+    monkeypatch.setenv("DBT_TARGET", "postgres")  # dbt's own default for --target
+    assert project.cache_key(p, Selection(), fingerprint, (), names) != first

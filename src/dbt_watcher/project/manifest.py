@@ -1,7 +1,8 @@
 """Turn a dbt project into a :class:`ProjectGraph` with dbt itself (only on a cache miss).
 
-* the manifest: ``target/manifest.json`` when it is newer than every project file and was built
-  for the same adapter, otherwise ``dbt parse`` through dbtRunner;
+* the manifest: ``dbt parse`` through dbtRunner, into a scratch folder. A ``target/manifest.json``
+  found in the project is never used: nothing in it proves it was parsed for this group's target,
+  vars and environment (one left by another target names other schemas);
 * the selection: ``dbt ls`` through dbtRunner on that manifest, so ``select``, ``exclude``,
   ``selector`` (and YAML default selectors, state methods, indirect test selection) mean exactly
   what they mean to ``dbt build``;
@@ -19,7 +20,7 @@ from typing import Any
 from dbt_watcher.errors import ConfigurationError
 from dbt_watcher.invocation.command import DbtCommand, describe_failure, run_dbt
 from dbt_watcher.invocation.runners import SubprocessDbt
-from dbt_watcher.project.graph import DbtNode, DbtSource, ProjectGraph, Relation, Target
+from dbt_watcher.project.graph import DbtNode, DbtSource, ProjectGraph, Relation
 from dbt_watcher.project.project import DbtProject, Selection
 from dbt_watcher.project.target import target_facts
 
@@ -33,7 +34,6 @@ def build_graph(
     project: DbtProject,
     selection: Selection,
     scratch: Path,
-    newest_mtime: float,
     *,
     extra_selections: tuple[str, ...] = (),
     dbt_executable: str | None = None,
@@ -42,7 +42,7 @@ def build_graph(
     if dbt_executable:
         manifest_path, select = _in_subprocess(project, scratch, dbt_executable)
     else:
-        manifest_path, select = _in_process(project, scratch, newest_mtime, target)
+        manifest_path, select = _in_process(project, scratch)
     selected = select(selection, "the selection")
     matches = {key: frozenset(select(Selection(select=(key,)), f"the key {key!r}")) for key in extra_selections}
     # Nodes are read from the manifest's JSON: it is exact, while dbt's typed reader of a written
@@ -68,13 +68,10 @@ def build_graph(
 Selector = Callable[[Selection, str], list[str]]
 
 
-def _in_process(project: DbtProject, scratch: Path, newest_mtime: float, target: Target) -> tuple[Path, Selector]:
-    """target/manifest.json if current, else ``dbt parse``; selection by ``dbt ls`` on that manifest."""
-    manifest_path = project.project_dir / "target" / "manifest.json"
-    manifest = _current_manifest(project, manifest_path, newest_mtime, target)
-    if manifest is None:
-        manifest = _parse(project, scratch)
-        manifest_path = scratch / "target" / "manifest.json"
+def _in_process(project: DbtProject, scratch: Path) -> tuple[Path, Selector]:
+    """``dbt parse``, then the selection by ``dbt ls`` on that manifest."""
+    manifest = _parse(project, scratch)
+    manifest_path = scratch / "target" / "manifest.json"
 
     def select(selection: Selection, purpose: str) -> list[str]:
         result = run_dbt(_ls_command(project, selection, scratch), manifest=manifest)
@@ -124,24 +121,6 @@ def _selection_error(selection: Selection, purpose: str, detail: str) -> Configu
         "Check the select/exclude/selector values; `dbt ls` with the same arguments shows what they "
         "match. A selector= must be defined in the project's selectors.yml.",
     )
-
-
-def _current_manifest(project: DbtProject, path: Path, newest_mtime: float, target: Target) -> Any:
-    """dbt's manifest object from target/manifest.json, when that file describes this project now."""
-    if not path.is_file() or path.stat().st_mtime < newest_mtime or project.vars:
-        return None
-    try:
-        from dbt.artifacts.schemas.manifest import WritableManifest
-        from dbt.contracts.graph.manifest import Manifest
-
-        manifest = Manifest.from_writable_manifest(WritableManifest.read_and_check_versions(str(path)))
-    except Exception as exc:
-        log.info("Not using %s (%s); parsing the project instead", path, exc)
-        return None
-    if str(manifest.metadata.adapter_type) != target.adapter_type:
-        log.info("%s was built for another adapter; parsing the project instead", path)
-        return None
-    return manifest
 
 
 def _scratch_options(scratch: Path) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -30,7 +31,11 @@ log = logging.getLogger(__name__)
 # Directories whose contents never change what dbt parses.
 _IGNORED_DIRS = frozenset({".git", ".venv", "venv", "__pycache__", "node_modules", ".dbt_watcher"})
 _IGNORED_SUFFIXES = (".duckdb", ".duckdb.wal", ".pyc", ".log")
-_HASH_CONTENT_LIMIT = 1 << 20  # bigger files (large seeds) are fingerprinted by size and mtime
+_HASH_CONTENT_LIMIT = 1 << 20
+# dbt's env_var('NAME') (and env_var("NAME", default)) in project files and profiles.yml.
+_ENV_VAR = re.compile(r"env_var\(\s*['\"]([^'\"]+)['\"]")
+# dbt's own settings that choose what a parse reads, when no flag gives them.
+_DBT_SETTINGS = ("DBT_TARGET", "DBT_PROFILE")  # bigger files (large seeds) are fingerprinted by size and mtime
 _CACHE_FILES_KEPT = 64
 
 _memory_cache: dict[str, ProjectGraph] = {}
@@ -120,27 +125,31 @@ class DbtProject:
             data = yaml.safe_load(fh) or {}
         return data if isinstance(data, dict) else {}
 
-    def fingerprint(self) -> tuple[str, float]:
-        """A hash of every file dbt may read, and the newest modification time among them."""
+    def fingerprint(self) -> tuple[str, frozenset[str]]:
+        """A hash of every file dbt may read (project files and profiles.yml), and the names of the
+        environment variables they read with ``env_var()``: their values change what dbt parses (a
+        target chosen by ``env_var('DBT_TARGET')``, a schema from the environment), so they are part
+        of the graph cache's key."""
         skip = set(_IGNORED_DIRS)
         settings = self.project_yml()
         for key, default in (("target-path", "target"), ("log-path", "logs")):
             value = settings.get(key, default)
             skip.add(value if isinstance(value, str) and "{" not in value else default)
         digest = hashlib.sha256()
-        newest = 0.0
-        for path in sorted(_walk(self.project_dir, skip)):
+        names: set[str] = set()
+        files = sorted(_walk(self.project_dir, skip))
+        profiles = self.profiles_dir / "profiles.yml"
+        for path in [*files, *([profiles] if profiles.is_file() else [])]:
             stat = path.stat()
-            newest = max(newest, stat.st_mtime)
-            digest.update(str(path.relative_to(self.project_dir)).encode())
+            digest.update(str(path).encode())
             if stat.st_size > _HASH_CONTENT_LIMIT:
                 digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
-            else:
-                digest.update(hashlib.sha256(path.read_bytes()).digest())
-        profiles = self.profiles_dir / "profiles.yml"
-        if profiles.is_file():
-            digest.update(profiles.read_bytes())
-        return digest.hexdigest(), newest
+                continue
+            content = path.read_bytes()
+            digest.update(hashlib.sha256(content).digest())
+            if b"env_var" in content:
+                names.update(_ENV_VAR.findall(content.decode(errors="replace")))
+        return digest.hexdigest(), frozenset(names)
 
 
 def _resolve(path: str | os.PathLike[str], relative_to: Path | None) -> Path:
@@ -198,7 +207,16 @@ def _dbt_version() -> str:
         return "unknown"
 
 
-def cache_key(project: DbtProject, selection: Selection, fingerprint: str, extra: tuple[str, ...] = ()) -> str:
+def cache_key(
+    project: DbtProject,
+    selection: Selection,
+    fingerprint: str,
+    extra: tuple[str, ...] = (),
+    env_names: frozenset[str] = frozenset(),
+) -> str:
+    """The graph cache's key: everything a parse and a selection depend on. Environment values are
+    hashed, never kept."""
+    env = {name: os.environ.get(name) for name in sorted({*env_names, *_DBT_SETTINGS})}
     material = json.dumps(
         {
             "format": GRAPH_FORMAT,
@@ -208,6 +226,7 @@ def cache_key(project: DbtProject, selection: Selection, fingerprint: str, extra
             "profile": project.profile,
             "target": project.target,
             "vars": project.vars,
+            "env": hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest(),
             "select": selection.select,
             "exclude": selection.exclude,
             "selector": selection.selector,
@@ -232,8 +251,8 @@ def load_graph(
     ``extra_selections`` are more dbt selection strings resolved in the same pass (the keys of
     per-node overrides); what each matched is in ``ProjectGraph.matches``.
     """
-    fingerprint, newest_mtime = project.fingerprint()
-    key = cache_key(project, selection, fingerprint, extra_selections)
+    fingerprint, env_names = project.fingerprint()
+    key = cache_key(project, selection, fingerprint, extra_selections, env_names)
     if key in _memory_cache:
         return _memory_cache[key]
     directory = cache_dir or default_cache_dir()
@@ -249,7 +268,6 @@ def load_graph(
                     project,
                     selection,
                     scratch,
-                    newest_mtime,
                     extra_selections=extra_selections,
                     dbt_executable=dbt_executable,
                 )
