@@ -46,7 +46,7 @@ _BOOLS = (
     "install_deps",
     "audit",
 )
-_MAPPINGS = ("setup_operator_args", "operator_args", "vars", "node_operator_args")
+_MAPPINGS = ("setup_operator_args", "operator_args", "vars", "node_operator_args", "profile_args")
 _OPTIONAL_STRINGS = ("profile", "target", "selector", "consumer_retry_queue", "connection_id", "artifacts_url")
 _PATHS = ("project_dir", "profiles_dir", "dbt_executable", "cache_dir", "artifacts_dir")
 
@@ -78,6 +78,13 @@ def check_config(cfg: WatcherConfig) -> None:
     _check_choices(cfg)
     if cfg.vars is not None and not all(isinstance(k, str) for k in cfg.vars):
         raise problem("vars", cfg.vars, "has keys that are not strings", 'Pass vars={"name": value}.')
+    if cfg.profile_args and cfg.connection_id is None:
+        raise problem(
+            "profile_args",
+            cfg.profile_args,
+            "is given without connection_id",
+            "profile_args adjusts the profile rendered from connection_id=; with a profiles.yml, edit that file.",
+        )
     if cfg.group_id is not None and not (isinstance(cfg.group_id, str) and _KEY.match(cfg.group_id)):
         raise problem(
             "group_id", cfg.group_id, "is not a valid Airflow id", "Use letters, digits, dashes, dots and underscores."

@@ -87,8 +87,10 @@ class WatcherConfig:
     callback: Callable[..., Any] | None = None
     #: A dbt executable of another virtualenv; dbt then runs as a subprocess.
     dbt_executable: str | os.PathLike[str] | None = None
-    #: An Airflow connection that becomes the dbt profile at run time (PostgreSQL or DuckDB).
+    #: An Airflow connection that becomes the dbt profile (docs/dbt-features.md lists the types).
     connection_id: str | None = None
+    #: Non-secret dbt profile settings that win over what the connection gives (``{"schema": "mart"}``).
+    profile_args: Mapping[str, Any] | None = None
     #: Run ``dbt deps`` when the project declares packages and they are not installed.
     install_deps: bool = False
 

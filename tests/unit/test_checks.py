@@ -16,7 +16,7 @@ import pytest
 from dbt_watcher.config import WatcherConfig
 from dbt_watcher.errors import ConfigurationError
 from dbt_watcher.plan.overrides import validate
-from dbt_watcher.project.profiles import profile_outputs
+from dbt_watcher.project.connection_profiles import profile_outputs
 from dbt_watcher.project.secrets import profile_secrets, scrubbed_errors
 
 from ..conftest import JAFFLE_SHOP
@@ -138,3 +138,14 @@ def test_a_dag_file_named_like_a_dbt_plugin_fails_at_once(tmp_path: Path, cache_
     assert "starts with 'dbt_'" in message
     assert "Rename dbt_shop_dag.py" in message
     assert "import timeout" not in message
+
+
+def test_profile_args_need_a_connection_and_hold_no_secret() -> None:
+    with pytest.raises(ConfigurationError, match=r"profile_args=.*without connection_id"):
+        WatcherConfig(project_dir="p", profile_args={"schema": "mart"})
+    conn = SimpleNamespace(conn_id="wh", conn_type="postgres", host="db", port=None, login="u", password="pw-1",
+                           schema="wh", extra_dejson={})  # fmt: skip
+    output, _ = profile_outputs(conn, threads=None, profile_args={"schema": "mart"})
+    assert output["schema"] == "mart"
+    with pytest.raises(ConfigurationError, match="profile_args holds password"):
+        profile_outputs(conn, threads=None, profile_args={"password": "pw-1"})

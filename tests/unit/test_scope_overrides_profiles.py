@@ -13,10 +13,13 @@ from dbt_watcher.errors import ConfigurationError
 from dbt_watcher.invocation.runners import SourceFreshness
 from dbt_watcher.plan.overrides import node_args, validate, validate_mapping
 from dbt_watcher.producer.narrowing import RunScope, default_freshness_policy
+from dbt_watcher.project.connection_profiles import SECRET_PREFIX, profile_outputs
 from dbt_watcher.project.graph import ProjectGraph
-from dbt_watcher.project.profiles import PASSWORD_ENV, environment, profile_outputs
+from dbt_watcher.project.profiles import environment
 
 from .graphs import DUCKDB, model
+
+PASSWORD_ENV = SECRET_PREFIX + "PASSWORD"
 
 
 def test_scope_keeps_the_first_reason_and_reports_left_out_nodes_as_excluded() -> None:
@@ -93,9 +96,9 @@ def test_a_duckdb_connection_and_unsupported_types() -> None:
         _conn(conn_type="duckdb", host=None, extra_dejson={"path": "/data/w.duckdb"}), None
     )
     assert output == {"type": "duckdb", "path": "/data/w.duckdb", "schema": "main"} and secrets == {}
-    with pytest.raises(ConfigurationError, match="names no database file"):
+    with pytest.raises(ConfigurationError, match="has no database file"):
         profile_outputs(_conn(conn_type="duckdb", host=None, extra_dejson={}), None)
-    with pytest.raises(ConfigurationError, match="postgres and duckdb"):
+    with pytest.raises(ConfigurationError, match=r"renders profiles for the connection types .*snowflake"):
         profile_outputs(_conn(conn_type="mysql"), None)
 
 

@@ -190,6 +190,7 @@ def dbt_session(
     *,
     dbt_executable: str | None = None,
     connection_id: str | None = None,
+    profile_args: Mapping[str, Any] | None = None,
     threads: int | None = None,
     install_deps: bool = False,
     with_secrets: bool = True,
@@ -206,7 +207,9 @@ def dbt_session(
         secrets: Mapping[str, str] = {}
         if connection_id:
             project, secrets = stack.enter_context(
-                connection_profile(project, connection_id, threads=threads, with_secrets=with_secrets)
+                connection_profile(
+                    project, connection_id, threads=threads, profile_args=profile_args, with_secrets=with_secrets
+                )
             )
         runner: Runner
         if dbt_executable:

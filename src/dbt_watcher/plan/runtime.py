@@ -98,6 +98,7 @@ class GroupRuntime:
             self.project,
             dbt_executable=str(cfg.dbt_executable) if cfg.dbt_executable else None,
             connection_id=cfg.connection_id,
+            profile_args=cfg.profile_args,
             threads=cfg.threads,
             install_deps=cfg.install_deps,
         )

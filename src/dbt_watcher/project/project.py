@@ -139,9 +139,12 @@ class DbtProject:
         names: set[str] = set()
         files = sorted(_walk(self.project_dir, skip))
         profiles = self.profiles_dir / "profiles.yml"
-        for path in [*files, *([profiles] if profiles.is_file() else [])]:
+        # Named relative to the project (profiles.yml by its name: a connection's profile is rendered
+        # in a new temporary folder each time), so a moved or re-rendered project keeps its key.
+        named = [(str(p.relative_to(self.project_dir)), p) for p in files]
+        for label, path in [*named, *([("profiles.yml", profiles)] if profiles.is_file() else [])]:
             stat = path.stat()
-            digest.update(str(path).encode())
+            digest.update(label.encode())
             if stat.st_size > _HASH_CONTENT_LIMIT:
                 digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
                 continue
