@@ -1,8 +1,12 @@
-"""``dbt-watcher render``: preview the tasks and edges a group would create, before deploying it.
+"""The ``dbt-watcher`` command.
 
-The preview renders the group for real, inside a throwaway DAG, with the same code the
-dag-processor runs, so what it prints is what Airflow will show: no second implementation of the
-plan to drift away from the first.
+* ``render``: preview the tasks and edges a group would create, before deploying it. The preview
+  renders the group for real, inside a throwaway DAG, with the same code the dag-processor runs, so
+  what it prints is what Airflow will show: no second implementation of the plan to drift away from
+  the first.
+* ``prepare``: import DAG files the way the dag-processor does, with dbt at hand, and write each
+  group's graph into its project folder (:mod:`dbt_watcher.project.prepared`), so that the
+  dag-processor later parses them without dbt.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ _LEVEL_NAMES = {logging.INFO: "note", logging.WARNING: "warning"}
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "prepare":
+        return prepare(args.paths)
     if args.command != "render":
         parser.print_help()
         return 2
@@ -31,6 +37,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def prepare(paths: Sequence[Path]) -> int:
+    """Import the DAG files under ``paths`` as Airflow's DagBag does, writing every group's prepared
+    graph; print what was written. Exit status 1 when a file fails to import (with its error)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from dbt_watcher.project import prepared
+
+    logging.getLogger("dbt_watcher").setLevel(logging.INFO)
+    failed = 0
+    prepared.writing.append(True)
+    try:
+        for path in paths:
+            # Airflow puts the DAGs folder on sys.path, so DAG files import each other by module name.
+            folder = path.resolve() if path.is_dir() else path.resolve().parent
+            if str(folder) not in sys.path:
+                sys.path.insert(0, str(folder))
+            # One DagBag per file, as the dag-processor parses each file on its own (a DAG file
+            # imported by another is not a duplicate there).
+            for file in sorted(folder.rglob("*.py")) if path.is_dir() else [path.resolve()]:
+                bag = DagBag(dag_folder=str(file))
+                for name, error in sorted(bag.import_errors.items()):
+                    print(f"error: {name}: {error}", file=sys.stderr)
+                    failed += 1
+                for dag_id in sorted(bag.dags):
+                    print(f"{file.name}: DAG {dag_id} ({len(bag.dags[dag_id].tasks)} tasks)")
+    finally:
+        prepared.writing.pop()
+    return 1 if failed else 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +79,14 @@ def _parser() -> argparse.ArgumentParser:
         "(as text and as a Mermaid flowchart) and the warnings to read before deploying.",
     )
     render.add_argument("project_dir", type=Path, help="folder holding dbt_project.yml")
+    prep = commands.add_parser(
+        "prepare",
+        help="write each group's graph into its project folder, so DAG parsing needs no dbt",
+        description="Import DAG files as Airflow's dag-processor does, with dbt installed, and write every "
+        "dbt-watcher group's graph and selection to <project_dir>/.dbt_watcher/prepared/. Ship that folder "
+        "with the project: a dag-processor then parses the DAG files without dbt, a profile or a connection.",
+    )
+    prep.add_argument("paths", type=Path, nargs="+", help="DAG files or folders of DAG files")
     render.add_argument("--profiles-dir", type=Path, help="folder holding profiles.yml")
     render.add_argument("--profile", help="dbt profile name")
     render.add_argument("--target", help="dbt target name")

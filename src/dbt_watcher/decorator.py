@@ -8,7 +8,10 @@ calls it with the Airflow context just before ``dbt build`` and merges what it r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import inspect
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,6 +25,7 @@ from dbt_watcher.errors import ConfigurationError
 from dbt_watcher.plan.group import DbtWatcherGroup, source_assets
 from dbt_watcher.plan.group_plan import GroupPlan, build_plan
 from dbt_watcher.plan.overrides import validate_mapping
+from dbt_watcher.project import prepared
 from dbt_watcher.project.project import (
     DbtProject,
     Selection,
@@ -36,6 +40,8 @@ if TYPE_CHECKING:
 
     from dbt_watcher.project.graph import ProjectGraph
     from dbt_watcher.translator import DbtWatcherTranslator
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,16 +89,25 @@ class WatcherGroupFactory:
         return tuple(self._hooks)
 
     def project(self) -> DbtProject:
+        """The project as dbt runs it. Where a prepared graph ships with the project, a dag-processor
+        without a profiles.yml still parses the DAG; a task that runs dbt there fails with the error."""
         cfg = self.config
-        return DbtProject.locate(
+        located = functools.partial(
+            DbtProject.locate,
             cfg.project_dir,
             profiles_dir=cfg.profiles_dir,
             profile=cfg.profile,
             target=cfg.target,
             vars=cfg.vars,
             relative_to=self._source_dir,
-            needs_profiles=cfg.connection_id is None,
         )
+        try:
+            return located(needs_profiles=cfg.connection_id is None)
+        except ConfigurationError as exc:
+            project = located(needs_profiles=False)
+            if not (project.project_dir / prepared.FOLDER).is_dir():
+                raise
+            return dataclasses.replace(project, missing_profiles=exc)
 
     def selection(self) -> Selection:
         cfg = self.config
@@ -126,18 +141,52 @@ class WatcherGroupFactory:
         selection = self.selection()
         cache_dir = Path(self.config.cache_dir) if self.config.cache_dir else default_cache_dir()
         keys = tuple(validate_mapping(self.config.node_operator_args))
-        with self.parse_project() as project:
-            graph = load_graph(
-                project,
-                selection,
-                cache_dir=cache_dir,
-                extra_selections=keys,
-                dbt_executable=_str(self.config.dbt_executable),
-            )
+        graph = self._prepared(selection, keys)
+        if graph is None:
+            with self.parse_project() as project:
+                graph = load_graph(
+                    project,
+                    selection,
+                    cache_dir=cache_dir,
+                    extra_selections=keys,
+                    dbt_executable=_str(self.config.dbt_executable),
+                )
+            self._prepare(graph, selection, keys)
         plan = build_plan(
             graph, selection_text=f"The selection ({selection.describe()})", task_name=self.config.naming.task_id
         )
         return graph, plan
+
+    def _prepared_place(self, selection: Selection, keys: tuple[str, ...]) -> tuple[Path, str]:
+        """The project folder and key of this group's prepared graph (dbt_watcher.project.prepared)."""
+        cfg = self.config
+        root = DbtProject.locate(cfg.project_dir, relative_to=self._source_dir, needs_profiles=False)
+        settings = {
+            "profile": cfg.profile,
+            "target": cfg.target,
+            "connection_id": cfg.connection_id,
+            "profile_args": cfg.profile_args,
+            "vars": cfg.vars,
+            "select": selection.select,
+            "exclude": selection.exclude,
+            "selector": selection.selector,
+            "extra_selections": keys,
+        }
+        return root.project_dir, prepared.prepared_key(root.fingerprint(with_profiles=False)[0], settings)
+
+    def _prepared(self, selection: Selection, keys: tuple[str, ...]) -> ProjectGraph | None:
+        # Looked for only where `dbt-watcher prepare` wrote something (hashing the files costs time),
+        # and never while preparing (the environment's target may have changed since).
+        folder = DbtProject.locate(self.config.project_dir, relative_to=self._source_dir, needs_profiles=False)
+        if prepared.writing or not (folder.project_dir / prepared.FOLDER).is_dir():
+            return None
+        return prepared.read_prepared(*self._prepared_place(selection, keys))
+
+    def _prepare(self, graph: ProjectGraph, selection: Selection, keys: tuple[str, ...]) -> None:
+        if prepared.writing:
+            path = prepared.write_prepared(*self._prepared_place(selection, keys), graph)
+            if path is not None:
+                log.info("Prepared %s (%d nodes)", path, len(graph.nodes))
 
     def asset(self, name: str) -> Asset:
         """The Asset of a node, at parse time, without rendering the group (for other DAGs)."""

@@ -201,6 +201,8 @@ def dbt_session(
     whose secrets dbt reads from the environment for the duration of the session (DAG parsing
     passes ``with_secrets=False``: parsing never connects).
     """
+    if project.missing_profiles is not None:
+        raise project.missing_profiles
     if with_secrets:
         _mask_profile_secrets(project)
     with contextlib.ExitStack() as stack:

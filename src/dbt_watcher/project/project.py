@@ -72,6 +72,9 @@ class DbtProject:
     profile: str | None = None
     target: str | None = None
     vars: Mapping[str, Any] = field(default_factory=dict)
+    #: Why no profiles.yml was found, when a prepared graph let DAG parsing go on without one
+    #: (dbt_watcher.project.prepared); running dbt with this project raises it.
+    missing_profiles: ConfigurationError | None = None
 
     @classmethod
     def locate(
@@ -125,7 +128,7 @@ class DbtProject:
             data = yaml.safe_load(fh) or {}
         return data if isinstance(data, dict) else {}
 
-    def fingerprint(self) -> tuple[str, frozenset[str]]:
+    def fingerprint(self, *, with_profiles: bool = True) -> tuple[str, frozenset[str]]:
         """A hash of every file dbt may read (project files and profiles.yml), and the names of the
         environment variables they read with ``env_var()``: their values change what dbt parses (a
         target chosen by ``env_var('DBT_TARGET')``, a schema from the environment), so they are part
@@ -140,9 +143,11 @@ class DbtProject:
         files = sorted(_walk(self.project_dir, skip))
         profiles = self.profiles_dir / "profiles.yml"
         # Named relative to the project (profiles.yml by its name: a connection's profile is rendered
-        # in a new temporary folder each time), so a moved or re-rendered project keeps its key.
-        named = [(str(p.relative_to(self.project_dir)), p) for p in files]
-        for label, path in [*named, *([("profiles.yml", profiles)] if profiles.is_file() else [])]:
+        # in a new temporary folder each time), so a moved or re-rendered project keeps its key. The
+        # project's own profiles.yml counts as the profile, not as a project file.
+        named = [(str(p.relative_to(self.project_dir)), p) for p in files if p != self.project_dir / "profiles.yml"]
+        with_profiles = with_profiles and profiles.is_file()
+        for label, path in [*named, *([("profiles.yml", profiles)] if with_profiles else [])]:
             stat = path.stat()
             digest.update(label.encode())
             if stat.st_size > _HASH_CONTENT_LIMIT:

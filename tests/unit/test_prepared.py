@@ -1,0 +1,93 @@
+"""Prepared graphs: ``dbt-watcher prepare`` once with dbt, then DAG files parse where dbt, a profile
+and the graph cache are all absent (dbt_watcher.project.prepared)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dbt_watcher.cli import main
+from dbt_watcher.errors import ConfigurationError
+from dbt_watcher.producer.operator import DbtProducerOperator
+
+from ..conftest import EXAMPLES
+
+#: Parses one DAG file with Airflow's DagBag in a process where importing dbt fails.
+WITHOUT_DBT = """
+import importlib.abc, json, sys
+
+class NoDbt(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("dbt", "dbt_common", "dbt_adapters"):
+            raise ImportError(f"{name} is not installed here")
+
+sys.meta_path.insert(0, NoDbt())
+sys.path.insert(0, sys.argv[1])
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[2])
+print(json.dumps({"errors": {k: v[-400:] for k, v in bag.import_errors.items()},
+                  "tasks": {d: len(bag.dags[d].tasks) for d in bag.dags}}))
+"""
+
+
+@pytest.fixture
+def examples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    copy = tmp_path / "examples"
+    shutil.copytree(EXAMPLES, copy, ignore=shutil.ignore_patterns("target", "logs", "*.duckdb*", ".dbt_watcher"))
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow"))
+    monkeypatch.setenv("DBT_WATCHER_CACHE_DIR", str(tmp_path / "prepare-cache"))
+    return copy
+
+
+def _parse_without_dbt(examples: Path, dag_file: str, tmp_path: Path) -> dict[str, dict[str, object]]:
+    env = {**os.environ, "DBT_WATCHER_CACHE_DIR": str(tmp_path / "empty-cache")}
+    dags = examples / "dags"
+    out = subprocess.run(
+        [sys.executable, "-c", WITHOUT_DBT, str(dags), str(dags / dag_file)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, dict[str, object]] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_prepared_dags_parse_without_dbt_a_profile_or_a_cache(examples: Path, tmp_path: Path) -> None:
+    assert main(["prepare", str(examples / "dags")]) == 0
+    written = sorted((examples / "jaffle_shop" / ".dbt_watcher" / "prepared").glob("*.json"))
+    assert len(written) == 2  # the daily group and the custom one (other select, overrides)
+    (examples / "jaffle_shop" / "profiles.yml").unlink()  # the dag-processor has no profile either
+    for dag_file, tasks in [("jaffle_shop_dag.py", {"jaffle_shop_daily": 22}), ("jaffle_shop_custom_dag.py", None)]:
+        parsed = _parse_without_dbt(examples, dag_file, tmp_path)
+        assert parsed["errors"] == {}
+        assert tasks is None or parsed["tasks"] == tasks
+
+
+def test_a_project_changed_since_it_was_prepared_is_parsed_again(examples: Path, tmp_path: Path) -> None:
+    assert main(["prepare", str(examples / "dags" / "jaffle_shop_dag.py")]) == 0
+    model = examples / "jaffle_shop" / "models" / "marts" / "orders.sql"
+    model.write_text(model.read_text() + "\n-- changed after prepare\n")
+    parsed = _parse_without_dbt(examples, "jaffle_shop_dag.py", tmp_path)
+    (error,) = parsed["errors"].values()
+    assert "dbt" in str(error) and "is not installed here" in str(error)  # it tried dbt: the graph was stale
+
+
+def test_running_dbt_without_the_profile_the_prepared_parse_did_without_fails_clearly(examples: Path) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag_file = examples / "dags" / "jaffle_shop_dag.py"
+    assert main(["prepare", str(dag_file)]) == 0
+    (examples / "jaffle_shop" / "profiles.yml").unlink()
+    bag = DagBag(dag_folder=str(dag_file))
+    assert bag.import_errors == {}  # parsed from the prepared graph
+    producer = next(t for t in bag.dags["jaffle_shop_daily"].tasks if t.task_id.endswith(".dbt_producer"))
+    assert isinstance(producer, DbtProducerOperator)
+    with pytest.raises(ConfigurationError, match=r"No profiles\.yml found"), producer.runtime.session():
+        pass
