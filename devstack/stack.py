@@ -122,16 +122,22 @@ class AirflowStack:
         return out.stdout
 
     def start_component(
-        self, component: str, *extra: str, name: str | None = None, env: Mapping[str, str] | None = None
+        self,
+        component: str,
+        *extra: str,
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+        python: str | None = None,
     ) -> None:
         """Start ``airflow <component> <extra...>``; ``name`` keys it when one component runs twice
-        (two Celery workers, say), ``env`` adds to the stack's environment for this process only."""
+        (two Celery workers, say), ``env`` adds to the stack's environment for this process only,
+        ``python`` runs it with another virtualenv's interpreter (one without dbt, say)."""
         name = name or component
         log_dir = self.home / "component-logs"
         log_dir.mkdir(exist_ok=True)
         handle = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "airflow", *component.split(), *extra],
+            [python or sys.executable, "-m", "airflow", *component.split(), *extra],
             env={**self.env, **(env or {})},
             stdout=handle,
             stderr=subprocess.STDOUT,
