@@ -46,8 +46,15 @@ class DbtWatcherTranslator:
         return dataset_name(uri)
 
     def doc_md(self, node: DbtNode) -> str:
-        """The consumer task's documentation (Markdown)."""
-        return f"dbt {node.resource_type} `{node.unique_id}` ({node.original_file_path})"
+        """The consumer task's documentation (Markdown, shown on the task's Details page): the node's
+        id and file, dbt's description of it and of its columns (from the manifest, at no dbt cost)."""
+        lines = [f"dbt {node.resource_type} `{node.unique_id}` ({node.original_file_path})"]
+        if node.description:
+            lines += ["", node.description]
+        if node.columns:
+            lines += ["", "| column | description |", "| --- | --- |"]
+            lines += [f"| `{name}` | {_cell(text)} |" for name, text in node.columns]
+        return "\n".join(lines)
 
     # ---- built on the rules above (not meant to be overridden)
     def uri(self, target: Target, relation: Relation) -> str:
@@ -82,6 +89,11 @@ class DbtWatcherTranslator:
         """Operator arguments of the node's consumer, applied after every other source of them
         (``operator_args``, ``meta.airflow``, ``node_operator_args``); checked like those. Default: none."""
         return {}
+
+
+def _cell(text: str) -> str:
+    """Text that stays in one Markdown table cell."""
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def _uri_error(target: Target, relation: Relation, exc: ValueError, uri: str | None = None) -> ConfigurationError:

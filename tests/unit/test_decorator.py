@@ -319,6 +319,9 @@ def test_a_translator_changes_one_rule_and_keeps_the_others() -> None:
     assert group.asset("orders").uri == "warehouse://analytics/orders" and orders.outlets == [group.asset("orders")]
     assert orders.consumer.lineage.output == "warehouse://analytics/orders"
     assert "model.jaffle_shop.orders" in (orders.doc_md or "")  # the default doc rule, untouched
+    # ... which shows dbt's description of the model and its columns, from the manifest
+    assert "One row per order with its paid amount." in (orders.doc_md or "")
+    assert "| `order_id` | The order's key, from the shop's order system. |" in (orders.doc_md or "")
     with pytest.raises(ConfigurationError, match="translator"):
         jaffle_shop.override(translator=object())
 

@@ -14,7 +14,7 @@ from typing import Any
 #: The dbt resource types that get an Airflow consumer task of their own.
 WATCHED_TYPES = frozenset({"model", "seed", "snapshot"})
 
-GRAPH_FORMAT = 4
+GRAPH_FORMAT = 5
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,9 @@ class DbtNode:
     original_file_path: str = ""
     severity: str | None = None
     enabled: bool = True
+    #: dbt's description of the node, and (column, description) pairs, from the manifest.
+    description: str = ""
+    columns: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_watched(self) -> bool:
@@ -72,6 +75,8 @@ class DbtNode:
             "original_file_path": self.original_file_path,
             "severity": self.severity,
             "enabled": self.enabled,
+            "description": self.description,
+            "columns": [list(c) for c in self.columns],
         }
         if self.relation is not None:
             data["relation"] = [self.relation.database, self.relation.schema, self.relation.identifier]
@@ -96,6 +101,8 @@ class DbtNode:
             original_file_path=data.get("original_file_path", ""),
             severity=data.get("severity"),
             enabled=data.get("enabled", True),
+            description=data.get("description", ""),
+            columns=tuple((c[0], c[1]) for c in data.get("columns", ())),
         )
 
 

@@ -27,6 +27,8 @@ from dbt_watcher.project.target import target_facts
 log = logging.getLogger(__name__)
 
 _NODE_TYPES = frozenset({"model", "seed", "snapshot", "test"})
+_DOC_LIMIT = 2_000  # characters of a description kept in the graph
+_COLUMNS_LIMIT = 200
 _QUIET = ("--log-level", "none", "--no-send-anonymous-usage-stats", "--no-use-colors")
 
 
@@ -179,4 +181,12 @@ def _convert(raw: dict[str, Any]) -> DbtNode | None:
         original_file_path=raw.get("original_file_path", ""),
         severity=str(config.get("severity") or "") or None,
         enabled=bool(config.get("enabled", True)),
+        # Kept short: each consumer's doc_md is part of the serialized DAG every Airflow component reads.
+        description=str(raw.get("description") or "")[:_DOC_LIMIT],
+        columns=tuple(
+            (str(name), str((column or {}).get("description") or "")[:_DOC_LIMIT])
+            for name, column in list((raw.get("columns") or {}).items())[:_COLUMNS_LIMIT]
+        )
+        if resource_type != "test"
+        else (),
     )
