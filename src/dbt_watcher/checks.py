@@ -46,7 +46,8 @@ _BOOLS = (
     "install_deps",
     "audit",
 )
-_MAPPINGS = ("setup_operator_args", "operator_args", "vars", "node_operator_args", "profile_args")
+_MAPPINGS = ("setup_operator_args", "operator_args", "vars", "node_operator_args", "profile_args", "env")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _OPTIONAL_STRINGS = ("profile", "target", "selector", "consumer_retry_queue", "connection_id", "artifacts_url")
 _PATHS = ("project_dir", "profiles_dir", "dbt_executable", "cache_dir", "artifacts_dir")
 
@@ -78,6 +79,16 @@ def check_config(cfg: WatcherConfig) -> None:
     _check_choices(cfg)
     if cfg.vars is not None and not all(isinstance(k, str) for k in cfg.vars):
         raise problem("vars", cfg.vars, "has keys that are not strings", 'Pass vars={"name": value}.')
+    bad_env = [
+        k for k, v in (cfg.env or {}).items() if not (isinstance(k, str) and _ENV_NAME.match(k) and isinstance(v, str))
+    ]
+    if bad_env:
+        raise problem(
+            "env",
+            sorted(map(str, bad_env)),
+            "holds names that are not environment variable names, or values that are not strings",
+            'Pass env={"NAME": "value"}: letters, digits and underscores, not starting with a digit; string values.',
+        )
     if cfg.profile_args and cfg.connection_id is None:
         raise problem(
             "profile_args",

@@ -91,6 +91,9 @@ class WatcherConfig:
     connection_id: str | None = None
     #: Non-secret dbt profile settings that win over what the connection gives (``{"schema": "mart"}``).
     profile_args: Mapping[str, Any] | None = None
+    #: Environment variables for every dbt invocation (parse, build, rebuilds, tests); values may be
+    #: templates, rendered at run time (DAG parsing uses only the values that are not).
+    env: Mapping[str, str] | None = None
     #: Run ``dbt deps`` when the project declares packages and they are not installed.
     install_deps: bool = False
 
@@ -113,6 +116,11 @@ class WatcherConfig:
         """``select`` when it is a Jinja template, rendered at run time (None otherwise)."""
         text = self.select if isinstance(self.select, str) else " ".join(self.select or ())
         return text if "{{" in text or "{%" in text else None
+
+    @property
+    def parse_env(self) -> dict[str, str]:
+        """``env`` without its templated values (they exist only at run time)."""
+        return {k: v for k, v in (self.env or {}).items() if "{{" not in v and "{%" not in v}
 
     @property
     def timeout_seconds(self) -> float:

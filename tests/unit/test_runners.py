@@ -6,6 +6,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
+
 from dbt_watcher.invocation.events import InvocationEvents, NodeResult
 from dbt_watcher.invocation.runners import InProcessDbt, SubprocessDbt
 from dbt_watcher.project.project import DbtProject
@@ -61,3 +63,33 @@ def test_both_runners_list_the_same_nodes_and_report_a_broken_profile(tmp_path: 
         assert not outcome.ran and outcome.error and "nope" in outcome.error, (name, outcome)
         assert outcome.exit_code == 2
     assert ids["in_process"] == ids["subprocess"] and len(ids["in_process"]) == 10
+
+
+def test_env_is_set_for_the_session_masked_when_secret_and_restored_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from dbt_watcher.invocation import runners
+
+    masked: list[str] = []
+    monkeypatch.setattr("airflow.sdk.log.mask_secret", lambda value, name=None: masked.append(value))
+    project = DbtProject(project_dir=JAFFLE_SHOP, profiles_dir=tmp_path)
+    env = {"JAFFLE_TARGET": "duckdb", "WAREHOUSE_PASSWORD": "pw-81723", "DBT_ENV_SECRET_TOKEN": "tok-3321"}
+    with runners.dbt_session(project, env=env) as (_project, runner):
+        assert isinstance(runner, InProcessDbt)
+        assert {k: os.environ.get(k) for k in env} == env
+    assert not any(k in os.environ for k in env)
+    assert sorted(masked) == ["pw-81723", "tok-3321"]  # the schema-like value stays readable in logs
+
+
+def test_env_names_and_values_are_checked_and_templates_wait_for_the_run() -> None:
+    from dbt_watcher.config import WatcherConfig
+    from dbt_watcher.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="not environment variable names"):
+        WatcherConfig(project_dir="p", env={"1BAD": "x"})
+    with pytest.raises(ConfigurationError, match="values that are not strings"):
+        WatcherConfig(project_dir="p", env={"PORT": 5432})  # type: ignore[dict-item]
+    cfg = WatcherConfig(project_dir="p", env={"A": "1", "DAY": "{{ ds }}"})
+    assert cfg.parse_env == {"A": "1"}

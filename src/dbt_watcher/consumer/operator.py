@@ -199,7 +199,7 @@ class DbtConsumerOperator(BaseSensorOperator):
         run_path = rt.run_path(address.dag_id, address.run_id, address.map_index, status.generation)
         target_path = local_build_dir(run_path, self.task_id, int(ti.try_number))
         results: dict[str, NodeResult] = {}
-        with rt.session() as (project, runner):
+        with rt.session(env=rt.rendered_env(self, context)) as (project, runner):
             command = project.command(
                 "test" if self.watches_tests_only else "build",
                 select=(node.selector,),

@@ -43,7 +43,7 @@ class DbtTestsOperator(BaseOperator):
         run_path = rt.run_path(address.dag_id, address.run_id, address.map_index, status.generation)
         target_path = run_path / "tests" / f"try-{ti.try_number}"
         results: dict[str, NodeResult] = {}
-        with rt.session() as (project, runner):
+        with rt.session(env=rt.rendered_env(self, context)) as (project, runner):
             command = project.command(
                 "test",
                 select=rt.selection.select,

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dbt_watcher.channel.channel import Invocation
 from dbt_watcher.channel.liveness import stale_after
@@ -89,8 +89,13 @@ class GroupRuntime:
         return hashlib.sha256(f"{p.project_dir}|{p.profiles_dir}|{p.profile}|{p.target}".encode()).hexdigest()[:24]
 
     # ------------------------------------------------------------------ places and sessions
-    def session(self) -> DbtSession:
-        """The project and dbt runner for this task (see :func:`dbt_watcher.invocation.runners.dbt_session`)."""
+    def rendered_env(self, task: Any, context: Any) -> dict[str, str]:
+        """The group's ``env=`` rendered for this task try (its templates, by the task's Jinja)."""
+        return {k: str(v) for k, v in task.render_template(dict(self.config.env or {}), context).items()}
+
+    def session(self, env: Mapping[str, str] | None = None) -> DbtSession:
+        """The project and dbt runner for this task (see :func:`dbt_watcher.invocation.runners.dbt_session`);
+        ``env``: the group's ``env=`` as the task rendered it (default: its values without templates)."""
         from dbt_watcher.invocation.runners import dbt_session
 
         cfg = self.config
@@ -99,6 +104,7 @@ class GroupRuntime:
             dbt_executable=str(cfg.dbt_executable) if cfg.dbt_executable else None,
             connection_id=cfg.connection_id,
             profile_args=cfg.profile_args,
+            env=cfg.parse_env if env is None else env,
             threads=cfg.threads,
             install_deps=cfg.install_deps,
         )

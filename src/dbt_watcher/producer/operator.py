@@ -120,7 +120,7 @@ class DbtProducerOperator(BaseOperator):
                 results = dict(previous.results) if previous is not None else {}
             else:
                 invocation = self._invocation(context, mirror, run_path, reuse=ledger.built)
-                with rt.session() as (project, runner):
+                with rt.session(env=rt.rendered_env(self, context)) as (project, runner):
                     attempt = Attempt(
                         rt, project, runner, channel, book, ledger, number, run_path, invocation, previous, writer
                     )
