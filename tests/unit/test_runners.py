@@ -93,3 +93,27 @@ def test_env_names_and_values_are_checked_and_templates_wait_for_the_run() -> No
         WatcherConfig(project_dir="p", env={"PORT": 5432})  # type: ignore[dict-item]
     cfg = WatcherConfig(project_dir="p", env={"A": "1", "DAY": "{{ ds }}"})
     assert cfg.parse_env == {"A": "1"}
+
+
+def test_install_deps_on_a_read_only_project_installs_into_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache_dir: Path
+) -> None:
+    import os
+
+    from dbt_watcher.invocation import runners
+
+    helper = tmp_path / "helper_pkg"
+    (helper / "macros").mkdir(parents=True)
+    (helper / "dbt_project.yml").write_text("name: helper_pkg\nversion: '1.0'\nconfig-version: 2\n")
+    (helper / "macros" / "one.sql").write_text("{% macro one() %}1{% endmacro %}\n")
+    bundle = tmp_path / "bundle" / "jaffle_shop"
+    shutil.copytree(JAFFLE_SHOP, bundle, ignore=shutil.ignore_patterns("target", "logs", "*.duckdb*", ".dbt_watcher"))
+    (bundle / "packages.yml").write_text(f"packages:\n  - local: {helper}\n")
+    real_access = os.access  # root may write anywhere: the bundle is made read-only for this check alone
+    monkeypatch.setattr(os, "access", lambda p, mode: str(p) != str(bundle) and real_access(p, mode))
+    project = DbtProject(project_dir=bundle, profiles_dir=bundle)
+    with runners.dbt_session(project, install_deps=True, with_secrets=False) as (used, _runner):
+        assert used.project_dir != bundle and used.project_dir.is_relative_to(cache_dir)
+        assert (used.project_dir / "dbt_packages" / "helper_pkg").exists()
+        assert used.profiles_dir == used.project_dir
+    assert not (bundle / "dbt_packages").exists()  # the bundle was never written to

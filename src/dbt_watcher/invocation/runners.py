@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -225,6 +225,8 @@ def dbt_session(
             runner = InProcessDbt()
             stack.enter_context(environment(secrets))
         if install_deps and needs_deps(project):
+            project = _writable(project)
+        if install_deps and needs_deps(project):
             outcome = runner.run(project.command("deps"))
             if not outcome.ran:
                 raise RuntimeError(f"dbt deps failed: {outcome.error}")
@@ -253,6 +255,27 @@ def _mask_profile_secrets(project: DbtProject) -> None:
 
     for secret in profile_secrets(project.profiles_dir):
         mask_secret(secret)
+
+
+def _writable(project: DbtProject) -> DbtProject:
+    """The project itself when dbt may write into it, else a copy it may (a read-only DAG bundle:
+    ``dbt deps`` writes dbt_packages/ into the project). The copy lives in the graph cache's folder
+    under a name derived from the project's path, so later sessions reuse its installed packages."""
+    if os.access(project.project_dir, os.W_OK):
+        return project
+    import hashlib
+    import shutil
+
+    from dbt_watcher.project.project import default_cache_dir
+
+    name = hashlib.sha256(str(project.project_dir).encode()).hexdigest()[:16]
+    copy = default_cache_dir() / "projects" / f"{project.project_dir.name}-{name}"
+    shutil.copytree(
+        project.project_dir, copy, dirs_exist_ok=True, ignore=shutil.ignore_patterns("target", "logs", ".dbt_watcher")
+    )
+    log.info("%s is read-only: dbt deps and dbt run in a copy, %s", project.project_dir, copy)
+    profiles_dir = copy if project.profiles_dir == project.project_dir else project.profiles_dir
+    return replace(project, project_dir=copy, profiles_dir=profiles_dir)
 
 
 def needs_deps(project: DbtProject) -> bool:
