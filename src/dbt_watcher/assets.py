@@ -62,6 +62,7 @@ URI_RULES: dict[str, UriRule] = {
     "fabric": UriRule("fabric-warehouse", "host", None, _THREE),
     "synapse": UriRule("mssql", "host", 1433, _THREE),
     "mysql": UriRule("mysql", "host", 3306, _TWO),
+    "mariadb": UriRule("mysql", "host", 3306, _TWO),  # the mysql provider's scheme for both
     "oracle": UriRule("oracle", "host", 1521, _THREE),
     "teradata": UriRule("teradata", "host", 1025, _TWO),
     "vertica": UriRule("vertica", "host", 5433, _THREE),
@@ -94,7 +95,10 @@ def relation_uri(target: Target, relation: Relation) -> str:
     missing = [level for level in rule.levels if not values[level]]
     if missing:
         raise ValueError(f"a {rule.scheme} asset URI needs the relation's {' and '.join(missing)}")
-    return _uri(rule.scheme, server, [values[level] for level in rule.levels])
+    parts = [values[level] for level in rule.levels]
+    if rule.scheme == "databricks":  # Unity Catalog names are lower case; the provider lowercases them
+        parts = [str(p).lower() for p in parts]
+    return _uri(rule.scheme, server, parts)
 
 
 _AUTHORITY_FACT: dict[Authority, str] = {
@@ -118,12 +122,14 @@ def _authority(rule: UriRule, target: Target, database: str | None) -> str | Non
 
 def _host(target: Target, default_port: int | None) -> str:
     host = str(target.host).strip().lower()
+    if ":" in host and not host.startswith("["):  # an IPv6 address, bracketed as in any URL
+        host = f"[{host}]"
     port = target.port or default_port
     return f"{host}:{port}" if port else host
 
 
 def _uri(scheme: str, authority: str, parts: list[str | None]) -> str:
-    return f"{scheme}://{quote(authority, safe='.-:')}/" + "/".join(quote(str(p), safe="") for p in parts)
+    return f"{scheme}://{quote(authority, safe='.-:[]')}/" + "/".join(quote(str(p), safe="") for p in parts)
 
 
 def producer_alias(dag_id: str, group_id: str) -> AssetAlias:

@@ -43,6 +43,7 @@ def prepare(paths: Sequence[Path]) -> int:
     """Import the DAG files under ``paths`` as Airflow's DagBag does, writing every group's prepared
     graph; print what was written. Exit status 1 when a file fails to import (with its error)."""
     from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils.file import list_py_file_paths
 
     from dbt_watcher.project import prepared
 
@@ -57,7 +58,8 @@ def prepare(paths: Sequence[Path]) -> int:
                 sys.path.insert(0, str(folder))
             # One DagBag per file, as the dag-processor parses each file on its own (a DAG file
             # imported by another is not a duplicate there).
-            for file in sorted(folder.rglob("*.py")) if path.is_dir() else [path.resolve()]:
+            files = [Path(f) for f in list_py_file_paths(folder)] if path.is_dir() else [path.resolve()]
+            for file in sorted(files):  # a folder's files as the dag-processor lists them (.airflowignore)
                 bag = DagBag(dag_folder=str(file))
                 for name, error in sorted(bag.import_errors.items()):
                     print(f"error: {name}: {error}", file=sys.stderr)

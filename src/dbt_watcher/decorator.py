@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib.util
 import inspect
 import logging
 import os
@@ -158,34 +159,33 @@ class WatcherGroupFactory:
         )
         return graph, plan
 
-    def _prepared_place(self, selection: Selection, keys: tuple[str, ...]) -> tuple[Path, str]:
-        """The project folder and key of this group's prepared graph (dbt_watcher.project.prepared)."""
-        cfg = self.config
-        root = DbtProject.locate(cfg.project_dir, relative_to=self._source_dir, needs_profiles=False)
-        settings = {
-            "profile": cfg.profile,
-            "target": cfg.target,
-            "connection_id": cfg.connection_id,
-            "profile_args": cfg.profile_args,
-            "vars": cfg.vars,
-            "select": selection.select,
-            "exclude": selection.exclude,
-            "selector": selection.selector,
-            "extra_selections": keys,
-        }
-        return root.project_dir, prepared.prepared_key(root.fingerprint(with_profiles=False)[0], settings)
-
     def _prepared(self, selection: Selection, keys: tuple[str, ...]) -> ProjectGraph | None:
-        # Looked for only where `dbt-watcher prepare` wrote something (hashing the files costs time),
-        # and never while preparing (the environment's target may have changed since).
-        folder = DbtProject.locate(self.config.project_dir, relative_to=self._source_dir, needs_profiles=False)
-        if prepared.writing or not (folder.project_dir / prepared.FOLDER).is_dir():
+        """The group's prepared graph (dbt_watcher.project.prepared), looked for only where
+        `dbt-watcher prepare` wrote one (hashing the project costs time) and never while preparing."""
+        root = DbtProject.locate(self.config.project_dir, relative_to=self._source_dir, needs_profiles=False)
+        if prepared.writing or not (root.project_dir / prepared.FOLDER).is_dir():
             return None
-        return prepared.read_prepared(*self._prepared_place(selection, keys))
+        found = prepared.read_prepared(*prepared.place(self.config, self._source_dir, selection, keys))
+        if found is None:
+            return None
+        graph, differ = found
+        if not differ:
+            return graph
+        problem = f"the prepared graph of {root.project_dir} was made where {', '.join(differ)} had other values"
+        if _dbt_importable():
+            log.warning("dbt-watcher: %s; parsing the project with dbt instead", problem)
+            return None
+        raise ConfigurationError(
+            f"{problem}, and dbt is not installed here to parse the project for this environment.",
+            "Run `dbt-watcher prepare` with this environment's values (they may choose another target) and "
+            "ship its output, or set the variables as they were when it was prepared.",
+        )
 
     def _prepare(self, graph: ProjectGraph, selection: Selection, keys: tuple[str, ...]) -> None:
         if prepared.writing:
-            path = prepared.write_prepared(*self._prepared_place(selection, keys), graph)
+            env_names = self.project().fingerprint()[1]
+            where = prepared.place(self.config, self._source_dir, selection, keys)
+            path = prepared.write_prepared(*where, graph, env_names)
             if path is not None:
                 log.info("Prepared %s (%d nodes)", path, len(graph.nodes))
 
@@ -198,6 +198,13 @@ class WatcherGroupFactory:
         """The Assets of the dbt sources the group reads, without rendering it."""
         graph, plan = self.load()
         return source_assets(graph, plan, self.config.naming)
+
+
+def _dbt_importable() -> bool:
+    try:
+        return importlib.util.find_spec("dbt") is not None
+    except ImportError:  # a finder that refuses it, or a broken install
+        return False
 
 
 def _str(value: Any) -> str | None:

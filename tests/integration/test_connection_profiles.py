@@ -78,6 +78,12 @@ CASES: list[tuple[str, Connection, str, dict[str, Any]]] = [
                              extra={"account": "myorg-myacct", "database": "ANALYTICS", "authenticator": "oauth",
                                     "token": "sf-oauth-token-1"}),
      "snowflake", {"authenticator": "oauth"}),
+    # The Airflow Snowflake hook's refresh-token layout: client id in login, client secret in password.
+    ("snowflake-oauth-refresh", conn("snowflake", login="client-1", password="sf-client-s3cret-1", schema="MART",
+                                     extra={"account": "myorg-myacct", "database": "ANALYTICS",
+                                            "authenticator": "oauth", "refresh_token": "sf-refresh-1"}),
+     "snowflake", {"authenticator": "oauth", "oauth_client_id": "client-1"}),
+    ("postgres-no-login", conn("postgres", host="pg", schema="wh"), "postgres", {"user": ""}),
     ("bigquery-keyfile", conn("google_cloud_platform", schema="mart",
                               extra={"project": "proj-1", "key_path": "/keys/sa.json", "location": "EU"}),
      "bigquery", {"database": "proj-1", "schema": "mart", "keyfile": "/keys/sa.json"}),

@@ -41,7 +41,7 @@ CASES = [
     (target("bigquery", database="proj-1"), Relation(None, "mart", "orders"), "bigquery://proj-1/mart/orders"),
     (
         target("databricks", host="adb-1.azuredatabricks.net"),
-        Relation("main", "mart", "orders"),
+        Relation("Main", "Mart", "Orders"),
         "databricks://adb-1.azuredatabricks.net/main/mart/orders",
     ),
     (
@@ -88,7 +88,11 @@ def test_each_adapter_gets_the_uri_its_provider_uses(tgt: Target, relation: Rela
 
 
 def test_every_rule_has_a_case() -> None:
-    assert set(URI_RULES) - {"synapse"} == {c[0].adapter_type for c in CASES}
+    assert set(URI_RULES) - {"synapse", "mariadb"} == {c[0].adapter_type for c in CASES}
+
+
+def test_an_ipv6_host_is_bracketed() -> None:
+    assert relation_uri(target("postgres", host="::1"), Relation("d", "s", "t")) == "postgres://[::1]:5432/d/s/t"
 
 
 #: The OpenLineage client's naming of the same tables (where it has a class for the warehouse).

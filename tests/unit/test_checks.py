@@ -149,3 +149,6 @@ def test_profile_args_need_a_connection_and_hold_no_secret() -> None:
     assert output["schema"] == "mart"
     with pytest.raises(ConfigurationError, match="profile_args holds password"):
         profile_outputs(conn, threads=None, profile_args={"password": "pw-1"})
+    nested = {"oauth_client_secret": "x", "settings": {"motherduck_token": "y"}, "private_key_path": "/k.p8"}
+    with pytest.raises(ConfigurationError, match=r"holds oauth_client_secret, settings\.motherduck_token:"):
+        profile_outputs(conn, threads=None, profile_args=nested)

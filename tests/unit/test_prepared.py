@@ -45,8 +45,8 @@ def examples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return copy
 
 
-def _parse_without_dbt(examples: Path, dag_file: str, tmp_path: Path) -> dict[str, dict[str, object]]:
-    env = {**os.environ, "DBT_WATCHER_CACHE_DIR": str(tmp_path / "empty-cache")}
+def _parse_without_dbt(examples: Path, dag_file: str, tmp_path: Path, **env_vars: str) -> dict[str, dict[str, object]]:
+    env = {**os.environ, "DBT_WATCHER_CACHE_DIR": str(tmp_path / "empty-cache"), **env_vars}
     dags = examples / "dags"
     out = subprocess.run(
         [sys.executable, "-c", WITHOUT_DBT, str(dags), str(dags / dag_file)],
@@ -77,6 +77,14 @@ def test_a_project_changed_since_it_was_prepared_is_parsed_again(examples: Path,
     parsed = _parse_without_dbt(examples, "jaffle_shop_dag.py", tmp_path)
     (error,) = parsed["errors"].values()
     assert "dbt" in str(error) and "is not installed here" in str(error)  # it tried dbt: the graph was stale
+
+
+def test_a_prepared_graph_is_not_used_where_the_environment_chooses_otherwise(examples: Path, tmp_path: Path) -> None:
+    # The example profile picks its target with env_var('JAFFLE_TARGET') (unset when prepared: duckdb).
+    assert main(["prepare", str(examples / "dags" / "jaffle_shop_dag.py")]) == 0
+    parsed = _parse_without_dbt(examples, "jaffle_shop_dag.py", tmp_path, JAFFLE_TARGET="postgres")
+    (error,) = parsed["errors"].values()
+    assert "JAFFLE_TARGET had other values" in str(error) and "dbt-watcher prepare" in str(error)
 
 
 def test_running_dbt_without_the_profile_the_prepared_parse_did_without_fails_clearly(examples: Path) -> None:

@@ -218,12 +218,12 @@ def dbt_session(
                     project, connection_id, threads=threads, profile_args=profile_args, with_secrets=with_secrets
                 )
             )
-        runner: Runner
-        if dbt_executable:
-            runner = SubprocessDbt(dbt_executable, env={**os.environ, **secrets})
-        else:
-            runner = InProcessDbt()
-            stack.enter_context(environment(secrets))
+        if with_secrets:
+            _mask_env_secrets(secrets)
+        # In this process's environment for the session, so every dbt subprocess inherits it too
+        # (the parse-time ones of dbt_executable= included).
+        stack.enter_context(environment(secrets))
+        runner: Runner = SubprocessDbt(dbt_executable) if dbt_executable else InProcessDbt()
         if install_deps and needs_deps(project):
             project = _writable(project)
         if install_deps and needs_deps(project):
@@ -234,17 +234,19 @@ def dbt_session(
 
 
 def _mask_env_secrets(env: Mapping[str, str]) -> None:
-    """Airflow masks the values of ``env=`` whose names are secret: dbt's ``DBT_ENV_SECRET_*`` and the
-    names Airflow itself hides (``password``, ``token``, ``secret``, ``key``, ...)."""
-    # Non-public: the Task SDK exposes mask_secret, which masks whatever it is given, but not the rule
-    # that decides which names are sensitive ([core] sensitive_var_conn_names included); replace with
-    # a public check when the Task SDK has one.
-    from airflow.sdk._shared.secrets_masker.secrets_masker import should_hide_value_for_key
+    """Airflow masks the values of ``env=`` (and of a connection's rendered secrets) whose names are
+    secret (:func:`dbt_watcher.project.secrets.is_secret_name`), a JSON value's fields too."""
     from airflow.sdk.log import mask_secret
 
+    from dbt_watcher.project.secrets import is_secret_name
+
     for name, value in env.items():
-        if name.startswith("DBT_ENV_SECRET_") or should_hide_value_for_key(name):
+        if is_secret_name(name) or name.startswith("DBT_WATCHER_SECRET_"):
             mask_secret(value, name)
+            with contextlib.suppress(ValueError):
+                parsed = json.loads(value)
+                if isinstance(parsed, dict):
+                    mask_secret(parsed)
 
 
 def _mask_profile_secrets(project: DbtProject) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dbt_watcher.errors import ConfigurationError
+from dbt_watcher.project.secrets import is_secret_name
 
 SECRET_PREFIX = "DBT_ENV_SECRET_DBT_WATCHER_"
 JSON_PREFIX = "DBT_WATCHER_SECRET_"
@@ -106,7 +107,8 @@ def _need(conn: Any, what: str, value: Any, fix: str) -> Any:
 
 def _postgres(conn: Any, x: dict[str, Any]) -> Rendered:
     r = Rendered({"type": "postgres", "host": conn.host or "localhost", "port": int(conn.port or 5432)})
-    r.set(user=conn.login or "", dbname=conn.schema or x.get("database") or "postgres")
+    r.output["user"] = conn.login or ""  # dbt-postgres requires the setting, even empty
+    r.set(dbname=conn.schema or x.get("database") or "postgres")
     r.output["schema"] = x.get("dbt_schema", "public")
     r.output["password"] = ""
     r.secret("password", conn.password)
@@ -124,7 +126,8 @@ def _redshift(conn: Any, x: dict[str, Any]) -> Rendered:
             cluster_id=_get(x, "cluster_identifier", "cluster_id"),
             region=_get(x, "region", "region_name"),
         )
-        r.set(iam_profile=_get(x, "profile", "iam_profile"), db_user=x.get("db_user"))
+        # dbt-redshift's IAM method takes the database user from `user` (it has no db_user setting).
+        r.set(iam_profile=_get(x, "profile", "iam_profile"), user=x.get("db_user") or conn.login)
     else:
         r.set(method="database")
         r.secret("password", conn.password)
@@ -148,9 +151,14 @@ def _snowflake(conn: Any, x: dict[str, Any]) -> Rendered:
     key = _get(x, "private_key_content", "extra__snowflake__private_key_content")
     key_file = _get(x, "private_key_file", "extra__snowflake__private_key_file")
     if authenticator == "oauth":
-        r.set(authenticator="oauth", oauth_client_id=x.get("client_id"))
-        r.secret("token", _get(x, "token", "refresh_token") or conn.password)
-        r.secret("oauth_client_secret", x.get("client_secret"))
+        # The Airflow Snowflake hook's OAuth layout: client id in login, client secret in password,
+        # the refresh token in the extras; dbt-snowflake then takes the refresh token as `token`.
+        # Without a client id, extra `token` is an access token.
+        client_id = x.get("client_id") or (conn.login if x.get("refresh_token") else None)
+        r.set(authenticator="oauth", oauth_client_id=client_id)
+        r.secret("token", x.get("refresh_token") or x.get("token"))
+        if client_id:
+            r.secret("oauth_client_secret", x.get("client_secret") or conn.password)
     elif key or key_file:
         # The Airflow Snowflake hook reads the key's passphrase from the connection's password.
         if key:
@@ -283,6 +291,18 @@ RULES: dict[str, Callable[[Any, dict[str, Any]], Rendered]] = {
 }
 
 
+def _secret_keys(settings: Mapping[str, Any], prefix: str = "") -> set[str]:
+    """The keys (nested ones as ``a.b``) that name a secret; paths to key files are not secrets."""
+    found: set[str] = set()
+    for key, value in settings.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            found |= _secret_keys(value, f"{name}.")
+        elif str(key) in SECRET_SETTINGS or (is_secret_name(str(key)) and not str(key).endswith(("_path", "_file"))):
+            found.add(name)
+    return found
+
+
 def parse_placeholders(secrets: Mapping[str, str]) -> dict[str, str]:
     """Stand-ins for the secrets while dbt only parses (it never connects then): empty, or an empty
     JSON object for a secret that is one (a BigQuery key), so the adapter's credentials still validate."""
@@ -306,7 +326,7 @@ def profile_outputs(
             f"the connection types {', '.join(sorted(RULES))}.",
             "Use a connection of one of those types, or a profiles.yml (profiles_dir=).",
         )
-    secret_args = sorted(SECRET_SETTINGS & set(profile_args or {}))
+    secret_args = sorted(_secret_keys(profile_args or {}))
     if secret_args:
         raise ConfigurationError(
             f"profile_args holds {', '.join(secret_args)}: a secret would be written into the profile.",

@@ -7,13 +7,18 @@ DAGs (the producer needs it), so the prepared graphs ship too. When a dag-proces
 file, a group whose prepared graph matches uses it before anything else: it reads no profiles.yml and
 no Airflow connection, imports no dbt and starts no dbt command.
 
-The key holds what the graph depends on that the DAG file decides: the project's files (not
-``profiles.yml``, which a dag-processor may not have), the profile, target, connection, profile_args,
-vars, selection and the keys of per-node overrides. What the environment decides (the target's
-host, schema or account, read from the profile when the graph was prepared) is taken as prepared:
-prepare once per environment whose target differs, or use per-environment project folders.
-A project file changed since is a different key, so a stale graph is never used (the group then
-parses with dbt, as without a prepared graph).
+The key holds what the graph depends on that the DAG file decides: the project's files by content
+(not ``profiles.yml``, which a dag-processor may not have, nor installed packages), the profile,
+target, profiles_dir, connection, profile_args, env, dbt_executable, vars, selection and the keys of
+per-node overrides. A project file changed since is a different key, so a stale graph is never used
+(the group then parses with dbt, as without a prepared graph).
+
+What the environment decides is recorded too: a digest of each environment variable the parse read
+(``env_var()`` in the project and profile, ``DBT_TARGET``, ``DBT_PROFILE``; secrets left out). Where
+one differs now, the prepared graph is not used: with dbt installed the group parses again (and
+warns), without it the import fails naming the variables. The target's facts themselves (its host,
+schema or account) are those of the machine that prepared: prepare once per environment whose
+target differs.
 """
 
 from __future__ import annotations
@@ -25,50 +30,91 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbt_watcher.project.graph import GRAPH_FORMAT, ProjectGraph
+from dbt_watcher.project.project import DbtProject, Selection, parse_environment
+
+if TYPE_CHECKING:
+    from dbt_watcher.config import WatcherConfig
 
 log = logging.getLogger(__name__)
 
 FOLDER = Path(".dbt_watcher") / "prepared"
+_FILE_FORMAT = 1
 #: Set by ``dbt-watcher prepare`` while it imports DAG files: every group loaded writes its graph.
 writing: list[bool] = []
 _written: set[Path] = set()
+# A DAG file names a group's assets one call at a time; the project is hashed once per process.
+_places: dict[tuple[str, str], tuple[Path, str]] = {}
 
 
-def prepared_key(fingerprint: str, settings: Mapping[str, Any]) -> str:
-    """The key of a prepared graph: the project files' hash and the group's parse settings."""
-    material = json.dumps({"format": GRAPH_FORMAT, "files": fingerprint, **settings}, sort_keys=True, default=str)
-    return hashlib.sha256(material.encode()).hexdigest()[:32]
+def place(cfg: WatcherConfig, source_dir: Path, selection: Selection, keys: tuple[str, ...]) -> tuple[Path, str]:
+    """The project folder and key of a group's prepared graph: the project files' portable hash and
+    every parse setting of the group (the environment's values are checked apart, see read_prepared)."""
+    root = DbtProject.locate(cfg.project_dir, relative_to=source_dir, needs_profiles=False)
+    settings = {
+        "profile": cfg.profile,
+        "target": cfg.target,
+        "profiles_dir": str(cfg.profiles_dir) if cfg.profiles_dir is not None else None,
+        "connection_id": cfg.connection_id,
+        "profile_args": cfg.profile_args,
+        "env": cfg.parse_env,
+        "dbt_executable": str(cfg.dbt_executable) if cfg.dbt_executable is not None else None,
+        "vars": cfg.vars,
+        "select": selection.select,
+        "exclude": selection.exclude,
+        "selector": selection.selector,
+        "extra_selections": keys,
+    }
+    memo = (str(root.project_dir), json.dumps(settings, sort_keys=True, default=str))
+    if memo not in _places:
+        material = json.dumps({"format": GRAPH_FORMAT, "files": root.fingerprint(portable=True)[0], **settings},
+                              sort_keys=True, default=str)  # fmt: skip
+        _places[memo] = (root.project_dir, hashlib.sha256(material.encode()).hexdigest()[:32])
+    return _places[memo]
 
 
-def read_prepared(project_dir: Path, key: str) -> ProjectGraph | None:
-    """The prepared graph for this key, or None (none prepared, or the project changed since)."""
+def _environment(env_names: frozenset[str]) -> dict[str, str]:
+    """A digest of each environment value the parse read (never the value: it may be a host name)."""
+    return {k: hashlib.sha256((v or "").encode()).hexdigest()[:16] for k, v in parse_environment(env_names).items()}
+
+
+def read_prepared(project_dir: Path, key: str) -> tuple[ProjectGraph, list[str]] | None:
+    """The prepared graph for this key and the environment variables whose values differ from when it
+    was prepared (they may choose another target); None when there is none or it cannot be read."""
     path = project_dir / FOLDER / f"{key}.json"
     try:
         with open(path) as fh:
-            graph = ProjectGraph.from_json(json.load(fh))
+            document: Any = json.load(fh)
+        graph = ProjectGraph.from_json(document["graph"])
+        recorded: Mapping[str, str] = document["environment"]
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         log.warning("dbt-watcher ignores the prepared graph %s it cannot read: %s", path, exc)
         return None
-    log.info("dbt-watcher uses the prepared graph %s (no dbt command at parse time)", path)
-    return graph
+    now = _environment(frozenset(recorded))
+    differ = sorted(name for name, digest in recorded.items() if now.get(name) != digest)
+    if not differ:
+        log.info("dbt-watcher uses the prepared graph %s (no dbt command at parse time)", path)
+    return graph, differ
 
 
-def write_prepared(project_dir: Path, key: str, graph: ProjectGraph) -> Path | None:
-    """Write the graph where :func:`read_prepared` finds it (atomically: parsers may read meanwhile);
-    None when this process wrote it already (a group loads its graph once per asset it names)."""
-    if project_dir / FOLDER / f"{key}.json" in _written:
+def write_prepared(project_dir: Path, key: str, graph: ProjectGraph, env_names: frozenset[str]) -> Path | None:
+    """Write the graph where :func:`read_prepared` finds it (atomically: parsers may read meanwhile),
+    with a digest of the environment values the parse read; None when this process wrote it already
+    (a group loads its graph once per asset it names)."""
+    path = project_dir / FOLDER / f"{key}.json"
+    if path in _written:
         return None
-    folder = project_dir / FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(graph.to_json(), fh)
-    path = folder / f"{key}.json"
-    os.replace(tmp, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"format": _FILE_FORMAT, "environment": _environment(env_names), "graph": graph.to_json()}, fh)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     _written.add(path)
     return path

@@ -128,14 +128,22 @@ class DbtProject:
             data = yaml.safe_load(fh) or {}
         return data if isinstance(data, dict) else {}
 
-    def fingerprint(self, *, with_profiles: bool = True) -> tuple[str, frozenset[str]]:
+    def fingerprint(self, *, portable: bool = False) -> tuple[str, frozenset[str]]:
         """A hash of every file dbt may read (project files and profiles.yml), and the names of the
         environment variables they read with ``env_var()``: their values change what dbt parses (a
         target chosen by ``env_var('DBT_TARGET')``, a schema from the environment), so they are part
-        of the graph cache's key."""
+        of the graph cache's key.
+
+        ``portable``: the hash a prepared graph is found by on another machine (project/prepared.py):
+        without profiles.yml (a dag-processor may have none), without installed packages (packages.yml
+        decides them), and by content only (a checkout changes modification times).
+        """
         skip = set(_IGNORED_DIRS)
         settings = self.project_yml()
-        for key, default in (("target-path", "target"), ("log-path", "logs")):
+        folders = [("target-path", "target"), ("log-path", "logs")]
+        if portable:
+            folders.append(("packages-install-path", "dbt_packages"))
+        for key, default in folders:
             value = settings.get(key, default)
             skip.add(value if isinstance(value, str) and "{" not in value else default)
         digest = hashlib.sha256()
@@ -146,11 +154,11 @@ class DbtProject:
         # in a new temporary folder each time), so a moved or re-rendered project keeps its key. The
         # project's own profiles.yml counts as the profile, not as a project file.
         named = [(str(p.relative_to(self.project_dir)), p) for p in files if p != self.project_dir / "profiles.yml"]
-        with_profiles = with_profiles and profiles.is_file()
+        with_profiles = profiles.is_file() and not portable
         for label, path in [*named, *([("profiles.yml", profiles)] if with_profiles else [])]:
             stat = path.stat()
             digest.update(label.encode())
-            if stat.st_size > _HASH_CONTENT_LIMIT:
+            if stat.st_size > _HASH_CONTENT_LIMIT and not portable:
                 digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
                 continue
             content = path.read_bytes()
@@ -215,6 +223,16 @@ def _dbt_version() -> str:
         return "unknown"
 
 
+def parse_environment(env_names: frozenset[str]) -> dict[str, str | None]:
+    """The values of the environment variables a parse reads (and dbt's own DBT_TARGET/DBT_PROFILE),
+    secrets left out: dbt allows ``DBT_ENV_SECRET_*`` only in profiles and packages, where they never
+    change the graph, and a key must not carry even a hash of a password."""
+    from dbt_watcher.project.secrets import is_secret_name
+
+    names = sorted(n for n in {*env_names, *_DBT_SETTINGS} if not is_secret_name(n))
+    return {name: os.environ.get(name) for name in names}
+
+
 def cache_key(
     project: DbtProject,
     selection: Selection,
@@ -224,7 +242,7 @@ def cache_key(
 ) -> str:
     """The graph cache's key: everything a parse and a selection depend on. Environment values are
     hashed, never kept."""
-    env = {name: os.environ.get(name) for name in sorted({*env_names, *_DBT_SETTINGS})}
+    env = parse_environment(env_names)
     material = json.dumps(
         {
             "format": GRAPH_FORMAT,

@@ -55,6 +55,23 @@ _NOT_SECRET = frozenset(
 )
 _ENV_VAR = re.compile(r"env_var\(\s*['\"]([^'\"]+)['\"]")
 _MIN_LENGTH = 4
+#: Used only when Airflow's own rule cannot be imported (see is_secret_name).
+_SENSITIVE_WORDS = ("password", "passwd", "passphrase", "secret", "token", "private_key", "api_key", "apikey")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a setting or variable of this name holds a secret: dbt's ``DBT_ENV_SECRET_`` prefix, or a
+    name Airflow masks (``password``, ``token``, ``secret``, ``private_key``, ``passphrase``, ...,
+    plus ``[core] sensitive_var_conn_names``)."""
+    if name.upper().startswith("DBT_ENV_SECRET_"):
+        return True
+    try:
+        # Non-public: the Task SDK exposes mask_secret (which masks whatever it is given) but not the
+        # rule that decides which names are sensitive; replace with a public check when it has one.
+        from airflow.sdk._shared.secrets_masker.secrets_masker import should_hide_value_for_key
+    except ImportError:
+        return any(word in name.lower() for word in _SENSITIVE_WORDS)
+    return bool(should_hide_value_for_key(name))
 
 
 def profile_secrets(profiles_dir: Path | None) -> set[str]:
