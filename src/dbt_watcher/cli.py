@@ -97,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--selector", help="a YAML selector of the project")
     render.add_argument("--threads", type=int, help="threads of the producer's dbt build")
     render.add_argument(
+        "--connection-id", help="an Airflow connection to render the profile from (AIRFLOW_CONN_<ID> works)"
+    )
+    render.add_argument(
         "--test-behavior", default="build", choices=("build", "none", "after_all", "after_each"), help="test_behavior="
     )
     render.add_argument("--group-id", default="dbt", help="TaskGroup id used in the preview (default: dbt)")
@@ -125,6 +128,7 @@ def render_preview(args: argparse.Namespace) -> str:
         "exclude": args.exclude,
         "selector": args.selector,
         "threads": args.threads,
+        "connection_id": args.connection_id,
         "test_behavior": args.test_behavior,
         "deferrable": not args.non_deferrable,
         "group_id": args.group_id,
@@ -156,6 +160,8 @@ def _as_text(project: str, tasks: list[Any], edges: list[tuple[str, str]], notes
         what = type(task).__name__ + (f"({consumer.watch.unique_id})" if consumer is not None else "")
         upstream = ", ".join(sorted(task.upstream_task_ids)) or "-"
         lines.append(f"  {task.task_id:<{width}}  {what}  <- {upstream}")
+        if consumer is not None and consumer.asset_uri:
+            lines.append(f"  {'':<{width}}    asset: {consumer.asset_uri}")
         if consumer is not None and consumer.watch.tests:
             # The attachment rule made visible: which tests gate this task's green (docs/tests.md).
             lines.append(f"  {'':<{width}}    gated by: {', '.join(sorted(consumer.watch.tests))}")
