@@ -22,6 +22,7 @@ EXPECTED = {
     "dbt_venv.py": {"jaffle_shop_in_its_own_venv"},
     "queues_and_retries.py": {"jaffle_shop_on_celery"},
     "translator.py": {"jaffle_shop_with_translator"},
+    "before_the_build.py": {"jaffle_shop_with_steps_before"},
 }
 LOADER = """
 import json, sys
