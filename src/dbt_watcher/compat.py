@@ -159,3 +159,16 @@ def runs_inline(context: Mapping[str, Any]) -> bool:
     if getattr(dag_run, "triggering_user_name", None) == "dag_test":
         return True
     return type(_comms()).__name__ == "InProcessSupervisorComms"
+
+
+def sensitive_name(name: str) -> bool | None:
+    """Airflow's rule for names whose values it masks (``password``, ``token``, ``secret``, ``private_key``,
+    ``passphrase``, ..., and ``[core] sensitive_var_conn_names``); None when the rule cannot be imported."""
+    try:
+        # Public replacement: none in Task SDK 1.3: airflow.sdk.log.mask_secret masks whatever it is
+        # given, but the rule that decides which names are sensitive is internal.
+        from airflow.sdk._shared.secrets_masker.secrets_masker import should_hide_value_for_key
+    except ImportError:
+        return None
+    return bool(should_hide_value_for_key(name))
+

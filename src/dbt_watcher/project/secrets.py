@@ -65,13 +65,12 @@ def is_secret_name(name: str) -> bool:
     plus ``[core] sensitive_var_conn_names``)."""
     if name.upper().startswith("DBT_ENV_SECRET_"):
         return True
-    try:
-        # Non-public: the Task SDK exposes mask_secret (which masks whatever it is given) but not the
-        # rule that decides which names are sensitive; replace with a public check when it has one.
-        from airflow.sdk._shared.secrets_masker.secrets_masker import should_hide_value_for_key
-    except ImportError:
+    from dbt_watcher.compat import sensitive_name
+
+    airflow_rule = sensitive_name(name)
+    if airflow_rule is None:
         return any(word in name.lower() for word in _SENSITIVE_WORDS)
-    return bool(should_hide_value_for_key(name))
+    return airflow_rule
 
 
 def profile_secrets(profiles_dir: Path | None) -> set[str]:
