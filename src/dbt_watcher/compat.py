@@ -171,4 +171,3 @@ def sensitive_name(name: str) -> bool | None:
     except ImportError:
         return None
     return bool(should_hide_value_for_key(name))
-

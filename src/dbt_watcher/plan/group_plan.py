@@ -16,6 +16,7 @@ Rules (documented in docs/concepts.md):
 
 from __future__ import annotations
 
+import functools
 import graphlib
 import hashlib
 import re
@@ -87,11 +88,20 @@ class GroupPlan:
     def by_unique_id(self) -> dict[str, ConsumerSpec]:
         return {spec.node.unique_id: spec for spec in self.consumers}
 
+    @functools.cached_property
+    def _by_name(self) -> dict[str, ConsumerSpec]:
+        # Rendering looks up every edge's parent: a scan per lookup made 3,000 models O(models²).
+        index: dict[str, ConsumerSpec] = {}
+        for spec in self.consumers:  # the first consumer a name matches wins, as in dbt's order
+            for name in (spec.task_id, spec.node.name, spec.node.unique_id):
+                index.setdefault(name, spec)
+        return index
+
     def find(self, name: str) -> ConsumerSpec:
         """Look a consumer up by task id, node name or unique id."""
-        for spec in self.consumers:
-            if name in (spec.task_id, spec.node.name, spec.node.unique_id):
-                return spec
+        spec = self._by_name.get(name)
+        if spec is not None:
+            return spec
         known = ", ".join(sorted(spec.node.name for spec in self.consumers)[:20])
         raise KeyError(f"no dbt node {name!r} in this group (known: {known}, ...)")
 
