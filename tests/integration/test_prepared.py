@@ -39,7 +39,8 @@ def without_dbt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     constraints = ROOT / "requirements" / "constraints.txt"
     airflow = [line for line in constraints.read_text().splitlines() if line.startswith("apache-airflow==")]
     install = [str(UV), "pip", "install", "-q", "--python", str(python), "-c", str(constraints)]
-    subprocess.run([*install, *airflow, "typing-extensions"], check=True)
+    # The metadata database's drivers (the stack's PostgreSQL), as the suite's own environment has them.
+    subprocess.run([*install, *airflow, "typing-extensions", "psycopg2-binary", "asyncpg"], check=True)
     subprocess.run([str(UV), "pip", "install", "-q", "--python", str(python), "--no-deps", "-e", str(ROOT)], check=True)
     probe = subprocess.run([str(python), "-c", "import dbt"], capture_output=True, check=False)
     assert probe.returncode != 0, "dbt is importable in the virtualenv meant to have none"

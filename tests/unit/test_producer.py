@@ -113,10 +113,12 @@ class Stage:
         alias = producer_alias("d", "shop") if emits else None
         self.producer = DbtProducerOperator(task_id="dbt_producer", runtime=runtime, consumers=consumers, alias=alias)
         self.runner: FakeRunner | None = None
+        self.env: dict[str, str] = {}  # the env= the producer's try rendered for its session
 
         @contextlib.contextmanager
-        def session(_: Any) -> Iterator[tuple[DbtProject, FakeRunner]]:
+        def session(_: Any, env: Mapping[str, str] | None = None) -> Iterator[tuple[DbtProject, FakeRunner]]:
             assert self.runner is not None
+            self.env = dict(env or {})
             yield project, self.runner
 
         monkeypatch.setattr(GroupRuntime, "session", session)
