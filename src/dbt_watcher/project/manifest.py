@@ -32,6 +32,23 @@ _COLUMNS_LIMIT = 200
 _QUIET = ("--log-level", "none", "--no-send-anonymous-usage-stats", "--no-use-colors")
 
 
+_LARGE_PROJECT_FILES = 1_000
+
+
+def _warn_if_large(project: DbtProject) -> None:
+    """Say so before a parse that may outlast Airflow's DAG import timeout: a parse cut off there writes
+    no cache, so the next one starts over (3,000 models take about 30 s on two cores)."""
+    files = sum(1 for _ in project.project_dir.glob("models/**/*.sql"))
+    if files >= _LARGE_PROJECT_FILES:
+        log.warning(
+            "dbt-watcher parses %s (%d model files) with dbt, which can take longer than Airflow's "
+            "[core] dagbag_import_timeout (30 s by default): prepare the graph at deploy time "
+            "(`dbt-watcher prepare`, docs/deployment.md) or raise the timeout.",
+            project.project_dir,
+            files,
+        )
+
+
 def build_graph(
     project: DbtProject,
     selection: Selection,
@@ -40,6 +57,7 @@ def build_graph(
     extra_selections: tuple[str, ...] = (),
     dbt_executable: str | None = None,
 ) -> ProjectGraph:
+    _warn_if_large(project)
     target = target_facts(project, dbt_executable)
     if dbt_executable:
         manifest_path, select = _in_subprocess(project, scratch, dbt_executable)
