@@ -115,12 +115,12 @@ class WatcherConfig:
     def select_template(self) -> str | None:
         """``select`` when it is a Jinja template, rendered at run time (None otherwise)."""
         text = self.select if isinstance(self.select, str) else " ".join(self.select or ())
-        return text if "{{" in text or "{%" in text else None
+        return text if _is_template(text) else None
 
     @property
     def parse_env(self) -> dict[str, str]:
         """``env`` without its templated values (they exist only at run time)."""
-        return {k: v for k, v in (self.env or {}).items() if "{{" not in v and "{%" not in v}
+        return {k: v for k, v in (self.env or {}).items() if not _is_template(v)}
 
     @property
     def timeout_seconds(self) -> float:
@@ -149,3 +149,8 @@ class WatcherConfig:
             return Path(os.path.expanduser(os.fspath(self.artifacts_dir)))
         home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
         return Path(home) / "dbt-watcher" / "artifacts"
+
+
+def _is_template(text: str) -> bool:
+    """Whether a parameter's text is a Jinja template, rendered by the task at run time."""
+    return "{{" in text or "{%" in text

@@ -226,10 +226,10 @@ def dbt_session(
         runner: Runner = SubprocessDbt(dbt_executable) if dbt_executable else InProcessDbt()
         if install_deps and needs_deps(project):
             project = _writable(project)
-        if install_deps and needs_deps(project):
-            outcome = runner.run(project.command("deps"))
-            if not outcome.ran:
-                raise RuntimeError(f"dbt deps failed: {outcome.error}")
+            if needs_deps(project):  # a copy made by an earlier session has its packages already
+                outcome = runner.run(project.command("deps"))
+                if not outcome.ran:
+                    raise RuntimeError(f"dbt deps failed: {outcome.error}")
         yield project, runner
 
 
@@ -238,10 +238,11 @@ def _mask_env_secrets(env: Mapping[str, str]) -> None:
     secret (:func:`dbt_watcher.project.secrets.is_secret_name`), a JSON value's fields too."""
     from airflow.sdk.log import mask_secret
 
+    from dbt_watcher.project.connection_profiles import JSON_PREFIX
     from dbt_watcher.project.secrets import is_secret_name
 
     for name, value in env.items():
-        if is_secret_name(name) or name.startswith("DBT_WATCHER_SECRET_"):
+        if is_secret_name(name) or name.startswith(JSON_PREFIX):
             mask_secret(value, name)
             with contextlib.suppress(ValueError):
                 parsed = json.loads(value)

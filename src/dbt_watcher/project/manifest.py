@@ -30,8 +30,6 @@ _NODE_TYPES = frozenset({"model", "seed", "snapshot", "test"})
 _DOC_LIMIT = 2_000  # characters of a description kept in the graph
 _COLUMNS_LIMIT = 200
 _QUIET = ("--log-level", "none", "--no-send-anonymous-usage-stats", "--no-use-colors")
-
-
 _LARGE_PROJECT_FILES = 1_000
 
 

@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -25,17 +24,16 @@ import yaml
 from dbt_watcher.errors import ConfigurationError
 from dbt_watcher.invocation.command import DbtCommand
 from dbt_watcher.project.graph import GRAPH_FORMAT, ProjectGraph
+from dbt_watcher.project.secrets import ENV_VAR
 
 log = logging.getLogger(__name__)
 
 # Directories whose contents never change what dbt parses.
 _IGNORED_DIRS = frozenset({".git", ".venv", "venv", "__pycache__", "node_modules", ".dbt_watcher"})
 _IGNORED_SUFFIXES = (".duckdb", ".duckdb.wal", ".pyc", ".log")
-_HASH_CONTENT_LIMIT = 1 << 20
-# dbt's env_var('NAME') (and env_var("NAME", default)) in project files and profiles.yml.
-_ENV_VAR = re.compile(r"env_var\(\s*['\"]([^'\"]+)['\"]")
+_HASH_CONTENT_LIMIT = 1 << 20  # bigger files (large seeds) are fingerprinted by size and mtime
 # dbt's own settings that choose what a parse reads, when no flag gives them.
-_DBT_SETTINGS = ("DBT_TARGET", "DBT_PROFILE")  # bigger files (large seeds) are fingerprinted by size and mtime
+_DBT_SETTINGS = ("DBT_TARGET", "DBT_PROFILE")
 _CACHE_FILES_KEPT = 64
 
 _memory_cache: dict[str, ProjectGraph] = {}
@@ -164,7 +162,7 @@ class DbtProject:
             content = path.read_bytes()
             digest.update(hashlib.sha256(content).digest())
             if b"env_var" in content:
-                names.update(_ENV_VAR.findall(content.decode(errors="replace")))
+                names.update(ENV_VAR.findall(content.decode(errors="replace")))
         return digest.hexdigest(), frozenset(names)
 
 

@@ -53,7 +53,8 @@ _NOT_SECRET = frozenset(
         "retries",
     }
 )
-_ENV_VAR = re.compile(r"env_var\(\s*['\"]([^'\"]+)['\"]")
+#: dbt's env_var('NAME') (and env_var("NAME", default)) in project files and profiles.yml.
+ENV_VAR = re.compile(r"env_var\(\s*['\"]([^'\"]+)['\"]")
 _MIN_LENGTH = 4
 #: Used only when Airflow's own rule cannot be imported (see is_secret_name).
 _SENSITIVE_WORDS = ("password", "passwd", "passphrase", "secret", "token", "private_key", "api_key", "apikey")
@@ -81,7 +82,7 @@ def profile_secrets(profiles_dir: Path | None) -> set[str]:
     if path is None or not path.is_file():
         return found
     text = path.read_text(errors="replace")
-    found |= {os.environ[name] for name in _ENV_VAR.findall(text) if len(os.environ.get(name, "")) >= _MIN_LENGTH}
+    found |= {os.environ[name] for name in ENV_VAR.findall(text) if len(os.environ.get(name, "")) >= _MIN_LENGTH}
     with contextlib.suppress(yaml.YAMLError):
         _walk(yaml.safe_load(text), None, found)
     return found
