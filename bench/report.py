@@ -96,39 +96,53 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def timeline(result: dict[str, Any], path: Path) -> None:
-    """dbt node bars (start → finish in the warehouse) with each consumer task's end marked, per contender."""
+    """The timeline of bench/run.py: one panel per contender at 8 threads (or the most threads run)."""
+    threads = 8 if 8 in result["threads"] else result["threads"][-1]
+    panels = []
+    for contender in ("watcher_deferrable", "cosmos_watcher", "watcher_sync", "cosmos_local"):
+        cells = [c for c in result["cells"] if c["contender"] == contender and c["threads"] == threads and c["nodes"]]
+        if cells:
+            cell = cells[-1]
+            title = (
+                f"{LABELS.get(contender, contender)} — {threads} threads: DAG run {cell['wall']} s, "
+                f"bare dbt build {cell['bare']} s"
+            )
+            panels.append((title, cell["nodes"]))
+    draw_timeline(panels, path)
+
+
+def draw_timeline(panels: list[tuple[str, dict[str, dict[str, float]]]], path: Path) -> None:
+    """dbt node bars (start → finish in the warehouse) with each consumer task's end marked, a panel each.
+
+    ``panels``: (title, {node: {"start", "finish", "task_end": seconds since the DAG run started}}).
+    Thousands of nodes draw as thin rows; the x axis is shared so panels compare at a glance.
+    """
+    if not panels:
+        return
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    threads = 8 if 8 in result["threads"] else result["threads"][-1]
-    chosen = []
-    for contender in ("watcher_deferrable", "cosmos_watcher", "watcher_sync", "cosmos_local"):
-        cells = [c for c in result["cells"] if c["contender"] == contender and c["threads"] == threads and c["nodes"]]
-        if cells:
-            chosen.append(cells[-1])
-    if not chosen:
-        return
-    fig, axes = plt.subplots(len(chosen), 1, figsize=(12, 3.2 * len(chosen)), squeeze=False)
-    horizon = max(max((n.get("task_end", n.get("finish", 0)) for n in c["nodes"].values()), default=1) for c in chosen)
-    for ax, cell in zip(axes[:, 0], chosen, strict=False):
-        nodes = sorted(cell["nodes"].items(), key=lambda kv: (kv[1].get("start", 0), kv[0]))
-        for y, (_, times) in enumerate(nodes):
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 3.2 * len(panels)), squeeze=False)
+    horizon = max(
+        max((max(t.get("task_end", 0), t.get("finish", 0)) for t in nodes.values()), default=1) for _, nodes in panels
+    )
+    for ax, (title, nodes) in zip(axes[:, 0], panels, strict=False):
+        rows = sorted(nodes.items(), key=lambda kv: (kv[1].get("start", kv[1].get("finish", 0)), kv[0]))
+        many = len(rows) > 500
+        for y, (_, times) in enumerate(rows):
             if "start" in times and "finish" in times:
-                ax.plot([times["start"], times["finish"]], [y, y], color="#4c72b0", linewidth=1.2)
+                ax.plot([times["start"], times["finish"]], [y, y], color="#4c72b0", linewidth=0.4 if many else 1.2)
             if "task_end" in times:
-                ax.plot(times["task_end"], y, marker="|", color="#dd4444", markersize=4)
-        ax.set_title(
-            f"{LABELS.get(cell['contender'], cell['contender'])} — {threads} threads: DAG run {cell['wall']} s, "
-            f"bare dbt build {cell['bare']} s",
-            fontsize=10,
-        )
+                ax.plot(times["task_end"], y, marker="|" if not many else ".", color="#dd4444",
+                        markersize=1 if many else 4)  # fmt: skip
+        ax.set_title(title, fontsize=10)
         ax.set_xlim(0, horizon * 1.02)
-        ax.set_ylabel("dbt nodes")
+        ax.set_ylabel(f"dbt nodes ({len(rows):,})")
         ax.set_yticks([])
     axes[-1, 0].set_xlabel(
-        "seconds since the DAG run started   (blue: dbt builds the node; red tick: its Airflow task ends)"
+        "seconds since the DAG run started   (blue: dbt builds the node; red: its Airflow task ends)"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -176,6 +176,20 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": round(pick(0.5), 3), "p95": round(pick(0.95), 3), "max": round(ordered[-1], 3), "n": len(ordered)}
 
 
+def node_times(db: str, start: float, end: float) -> dict[str, dict[str, float]]:
+    """When each node started and finished in the warehouse (epoch seconds), as the models logged it."""
+    rows = services.query(
+        db,
+        "select node, kind, at from bench_meta.node_log where at between to_timestamp(%s) and to_timestamp(%s)",
+        (start, end),
+    )
+    nodes: dict[str, dict[str, float]] = {}
+    for node, kind, at in rows:
+        entry = nodes.setdefault(str(node), {})
+        entry[str(kind)] = max(entry.get(str(kind), 0.0), at.timestamp())
+    return nodes
+
+
 def consumer_node(contender: str, task_id: str) -> str | None:
     """The dbt node a contender's task watches (None for producers and other tasks)."""
     if contender.startswith("watcher"):
@@ -272,18 +286,6 @@ class Session:
             found.extend(json.loads(line) for line in path.read_text().splitlines() if line.strip())
         return found
 
-    def node_times(self, start: float, end: float) -> dict[str, dict[str, float]]:
-        rows = services.query(
-            self.db,
-            "select node, kind, at from bench_meta.node_log where at between to_timestamp(%s) and to_timestamp(%s)",
-            (start, end),
-        )
-        nodes: dict[str, dict[str, float]] = {}
-        for node, kind, at in rows:
-            entry = nodes.setdefault(str(node), {})
-            entry[str(kind)] = max(entry.get(str(kind), 0.0), at.timestamp())
-        return nodes
-
     def measure(self, stack: AirflowStack, contender: str, threads: int, rep: int, bare: float) -> Cell:
         dag_id = self.dag_id(contender, threads)
         cpu_before = stack.usage("triggerer")[0]
@@ -299,7 +301,7 @@ class Session:
             )[0]
         )
         tis = stack.task_instances(dag_id, run_id)
-        nodes = self.node_times(start, end + 5)
+        nodes = node_times(self.db, start, end + 5)
         delays = []
         for ti in tis:
             node = consumer_node(contender, ti["task_id"])

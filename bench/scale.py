@@ -17,7 +17,7 @@ adds Cosmos WATCHER on a fhir-shaped project of about N models for reference (0:
 ``--cosmos-timeout`` seconds (900) with how far it got: at 1,110 models it had 114 of 1,113 tasks green
 after 16 minutes, and would otherwise keep the benchmark past the hour.
 ``--profile`` records the triggerer with py-spy (supervisor and trigger runner) and prints where its
-CPU went. Results: bench/results/scale-<timestamp>.json and .md.
+CPU went. Results: bench/results/scale-<timestamp>.json, .md and .png (a timeline per workload).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ import generate  # noqa: E402
 import report  # noqa: E402
 from devstack import services  # noqa: E402
 from devstack.stack import COMPONENTS, AirflowStack  # noqa: E402
-from run import TriggererPeak, channel_kb, percentiles, setting_env  # noqa: E402
+from run import TriggererPeak, channel_kb, node_times, percentiles, setting_env  # noqa: E402
 
 WATCHER_DAG = '''"""airflow dag: dbt-watcher on the {name} workload ({models} models)."""
 import pendulum
@@ -185,13 +185,14 @@ class ScaleSession:
         )
         tis = stack.task_instances(dag_id, run_id)
         states = Counter(str(ti["state"]) for ti in tis)
-        finished = self._node_times(start, end + 5)
+        nodes = node_times(self.db, start, end + 5)
         delays = []
         for ti in tis:
             node = _node_of(info["contender"], ti["task_id"])
-            if node and node in finished and ti["end_date"]:
+            if node and "finish" in nodes.get(node, {}) and ti["end_date"]:
                 ended = datetime.fromisoformat(ti["end_date"].replace("Z", "+00:00")).timestamp()
-                delays.append(ended - finished[node])
+                nodes[node]["task_end"] = ended
+                delays.append(ended - nodes[node]["finish"])
         consumers = len(delays)
         wall = end - start
         cell = {
@@ -213,21 +214,13 @@ class ScaleSession:
             "cpu_seconds": cpu,
             "triggerer_peak_mb": round(peak.mb),
             "channel_kb": channel_kb(stack, dag_id, run_id),
+            "nodes": {k: {kk: round(vv - start, 2) for kk, vv in v.items()} for k, v in nodes.items()},
         }
         if capped:  # how far it got: tasks ended, and nodes dbt had finished by then
             cell |= {"capped_at_s": cap, "tasks_ended": sum(states[s] for s in ("success", "failed", "skipped")),
-                     "nodes_dbt_finished": len(finished)}  # fmt: skip
-        print(json.dumps(cell), flush=True)
+                     "nodes_dbt_finished": sum(1 for n in nodes.values() if "finish" in n)}  # fmt: skip
+        print(json.dumps({k: v for k, v in cell.items() if k != "nodes"}), flush=True)
         return cell
-
-    def _node_times(self, start: float, end: float) -> dict[str, float]:
-        rows = services.query(
-            self.db,
-            "select node, max(at) from bench_meta.node_log where kind = 'finish' and at between "
-            "to_timestamp(%s) and to_timestamp(%s) group by node",
-            (start, end),
-        )
-        return {str(node): at.timestamp() for node, at in rows}
 
     def _profile(self, stack: AirflowStack, name: str, rep: int) -> list[subprocess.Popen[bytes]]:
         spy = Path(sys.executable).parent / "py-spy"
@@ -297,6 +290,14 @@ def _node_of(contender: str, task_id: str) -> str | None:
     return task_id[: -len("_run")] if task_id.endswith("_run") else None
 
 
+def panel_title(cell: dict[str, Any]) -> str:
+    ran = f"DAG run {cell['wall']} s" if cell["all_green"] else f"DAG run {cell['state']}"
+    return (
+        f"{cell['contender']} on {cell['workload']}, {cell['models']:,} models: {ran}, "
+        f"bare dbt build {cell['bare']} s; P2 p50/p95 {cell['p2'].get('p50')}/{cell['p2'].get('p95')} s"
+    )
+
+
 def markdown(cells: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
         f"Scale benchmark: {args.threads} threads, {args.latency} s warehouse latency per model; "
@@ -358,6 +359,7 @@ def main() -> int:
         (args.out / f"scale-{stamp}.json").write_text(json.dumps(result, indent=1))
         table = markdown(cells, args)
         (args.out / f"scale-{stamp}.md").write_text(table)
+        report.draw_timeline([(panel_title(c), c["nodes"]) for c in cells], args.out / f"scale-{stamp}.png")
         print(table)
         print(f"Results: {args.out}/scale-{stamp}.json (+ .md); {result['elapsed_seconds']:.0f}s in all")
         return 0
