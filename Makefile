@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 
@@ -48,7 +49,7 @@ docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 demo: $(STAMP) services
-	$(PY) examples/demo.py
+	$(PY) examples/demo.py $(DEMO_ARGS)
 
 $(BENCH_STAMP): $(STAMP)
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -c requirements/constraints.txt -e ".[test,dev,bench]"

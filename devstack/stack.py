@@ -49,6 +49,8 @@ class AirflowStack:
     env: dict[str, str]
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _token: str | None = None
+    #: The harness's own user (username, password) when the stack has real users; None: all admins.
+    login: tuple[str, str] | None = None
     keep_home: bool = False
     # DAG files that fail to import on purpose (tests of parse-time errors): waiting for other DAGs
     # must not give up early because of them.
@@ -64,7 +66,12 @@ class AirflowStack:
         extra_env: Mapping[str, str] | None = None,
         components: Iterable[str] = COMPONENTS,
         name: str = "dbtw",
+        users: Mapping[str, tuple[str, str]] | None = None,
+        before_start: Iterable[tuple[str, ...]] = (),
     ) -> AirflowStack:
+        """A running stack. ``users``: {username: (role[:team|team], password)} for the simple auth
+        manager (an ``admin`` user is added for the harness); default: everyone is an admin.
+        ``before_start``: Airflow CLI commands run after ``db migrate``, before the components start."""
         services.ensure_postgres()
         home = home or Path(tempfile.mkdtemp(prefix=f"{name}-airflow-"))
         home.mkdir(parents=True, exist_ok=True)
@@ -96,10 +103,21 @@ class AirflowStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        login = None
+        if users:
+            login = ("admin", secrets.token_hex(8))
+            everyone = {**users, login[0]: ("admin", login[1])}
+            passwords = home / "simple_auth_manager_passwords.json"
+            passwords.write_text(json.dumps({name: password for name, (_, password) in everyone.items()}))
+            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] = "False"
+            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = ",".join(f"{n}:{r}" for n, (r, _) in everyone.items())
+            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(passwords)
         env.update(extra_env or {})
-        stack = cls(home=home, dags_folder=dags_folder, db_name=db_name, port=port, env=env)
+        stack = cls(home=home, dags_folder=dags_folder, db_name=db_name, port=port, env=env, login=login)
         try:
             stack.run_cli("db", "migrate", timeout=180)
+            for command in before_start:
+                stack.run_cli(*command)
             for component in components:
                 stack.start_component(component)
             stack.wait_healthy(components)
@@ -241,8 +259,16 @@ class AirflowStack:
 
     def token(self) -> str:
         if self._token is None:
-            self._token = self._request("GET", "/auth/token", auth=False)["access_token"]
+            self._token = self.user_token(*self.login) if self.login else self._get_all_admins_token()
         return self._token
+
+    def _get_all_admins_token(self) -> str:
+        return str(self._request("GET", "/auth/token", auth=False)["access_token"])
+
+    def user_token(self, username: str, password: str) -> str:
+        """A JWT for one of the stack's users (the simple auth manager's login API)."""
+        body = {"username": username, "password": password}
+        return str(self._request("POST", "/auth/token", body, auth=False)["access_token"])
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         return self._request(method, path, body)

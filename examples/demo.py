@@ -54,6 +54,8 @@ def main() -> int:
         print(f"Triggered {DAG_ID} ({run_id}); waiting ...")
         state = stack.wait_for_run(DAG_ID, run_id, timeout=600)
         report(stack, run_id, state, workspace)
+        if not args.keep:
+            print("The stack stops now; `make demo DEMO_ARGS=--keep` keeps it running to open that page.")
         if args.keep:
             stack.keep_home = True
             print(f"\nThe stack keeps running at http://127.0.0.1:{stack.port} . Press Ctrl-C to stop it.")
@@ -111,6 +113,10 @@ def report(stack: AirflowStack, run_id: str, state: str, workspace: Path) -> Non
     print(f"node finished -> task ended: max {max(delays):.2f}s, mean {sum(delays) / len(delays):.2f}s")
     bare = bare_dbt_build(workspace / "jaffle_shop")
     print(f"bare `dbt build` of the same project on this machine: {bare:.1f}s wall")
+    timeline = f"http://127.0.0.1:{stack.port}/dags/{DAG_ID}/runs/{quoted}/plugin/dbt-build"
+    page = stack.api("GET", f"/dbt-watcher/api/run?{urllib.parse.urlencode({'dag_id': DAG_ID, 'run_id': run_id})}")
+    shown = sum(len(g["nodes"]) for g in page["groups"])
+    print(f"\nThe run's timeline and node table ({shown} dbt nodes) in the Airflow UI: {timeline}")
 
 
 def bare_dbt_build(project: Path) -> float:

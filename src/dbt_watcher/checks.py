@@ -45,6 +45,7 @@ _BOOLS = (
     "only_changed_sources",
     "install_deps",
     "audit",
+    "docs",
 )
 _MAPPINGS = ("setup_operator_args", "operator_args", "vars", "node_operator_args", "profile_args", "env")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -171,3 +171,55 @@ def sensitive_name(name: str) -> bool | None:
     except ImportError:
         return None
     return bool(should_hide_value_for_key(name))
+
+
+def api_base_path() -> str:
+    """The path part of Airflow's ``[api] base_url`` ("" when unset): where the UI and plugin pages live."""
+    from urllib.parse import urlsplit
+
+    # Public replacement: none in Task SDK 1.3 (tasks read configuration through its internal parser).
+    from airflow.sdk.configuration import conf
+
+    return urlsplit(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
+
+
+def dag_read_access() -> Any:
+    """A FastAPI dependency that lets a request through only if Airflow's auth manager lets its user
+    read the XComs of the DAG named by the route's ``dag_id`` (401 without a user, 403 without access).
+
+    Public replacement: none; Airflow does not authenticate a plugin's FastAPI app, and leaves it to
+    the plugin (apache/airflow#72655). This is the exact dependency Airflow's own XCom endpoint uses,
+    so the plugin's pages grant what Airflow's REST API grants, under any auth manager.
+    """
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.core_api.security import requires_access_dag
+
+    return requires_access_dag(method="GET", access_entity=DagAccessEntity.XCOM)
+
+
+def run_xcoms(dag_id: str, run_id: str, key_prefix: str) -> list[tuple[str, int, str, Any]]:
+    """Every XCom of one DAG run whose key starts with ``key_prefix``: (task_id, map_index, key, value),
+    read in the api-server from the metadata database (one query, however many producers and chunks).
+
+    Public replacement: the REST API's ``xcomEntries`` (one request per key); the plugin runs inside
+    the api-server, which reads its own database.
+    """
+    import contextlib
+    import json
+
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    query = select(XComModel.task_id, XComModel.map_index, XComModel.key, XComModel.value).where(
+        XComModel.dag_id == dag_id, XComModel.run_id == run_id, XComModel.key.startswith(key_prefix, autoescape=True)
+    )
+    rows = []
+    with create_session() as session:
+        for task_id, map_index, key, stored in session.execute(query):
+            value = stored
+            if isinstance(stored, str):  # a value written through an XCom backend is a JSON string
+                with contextlib.suppress(ValueError):
+                    value = json.loads(stored)
+            rows.append((str(task_id), int(str(map_index)), str(key), value))
+    return rows

@@ -104,6 +104,9 @@ class WatcherConfig:
     #: Add a ``dbt_audit`` task that, once every consumer ended, checks each one's state against
     #: dbt's verdict for the run and fails naming any green without dbt's success.
     audit: bool = True
+    #: After the build (once every consumer has its verdict), run ``dbt docs generate`` into the run's
+    #: artifacts (``<run>/docs``), shown by the UI plugin's docs pages and each consumer's "dbt docs" link.
+    docs: bool = False
     #: How long the producer's private record of a run (its Task State Store: attempts, and the
     #: mirror of what it published) is kept; a producer retried later than this builds again.
     status_retention: timedelta | float = timedelta(days=30)

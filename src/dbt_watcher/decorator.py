@@ -249,6 +249,7 @@ def dbt_watcher_group(
     install_deps: bool = False,
     translator: DbtWatcherTranslator | None = None,
     audit: bool = True,
+    docs: bool = False,
     status_retention: timedelta | float = timedelta(days=30),
 ) -> Callable[[Callable[..., Any]], WatcherGroupFactory]:
     """Render a dbt project as a TaskGroup: one producer ``dbt build`` and one live task per node.

@@ -1,13 +1,21 @@
 """dbt-watcher's Airflow plugin, found through the ``airflow.plugins`` entry point.
 
-It adds a listener whose ``on_starting`` runs when an Airflow job (scheduler, triggerer,
-dag-processor) starts; in a triggerer it installs :mod:`dbt_watcher.consumer.triggerer_start`. Importing this
-module costs nothing more than Airflow's plugin base class: it runs in every Airflow process.
+It adds:
+
+* a listener whose ``on_starting`` runs when an Airflow job (scheduler, triggerer, dag-processor)
+  starts; in a triggerer it installs :mod:`dbt_watcher.consumer.triggerer_start`;
+* the UI (:mod:`dbt_watcher.ui`): a FastAPI app the api-server mounts at ``/dbt-watcher``, and a
+  "dbt build" tab on every DAG run page (an external view, shown in an iframe by Airflow's UI).
+
+Importing this module costs nothing more than Airflow's plugin base class: it runs in every Airflow
+process. The FastAPI app (and FastAPI itself) is built only when a process asks for it: the api-server,
+or ``airflow plugins``.
 """
 
 from __future__ import annotations
 
 import sys
+from functools import cache
 from typing import Any
 
 from airflow.listeners import hookimpl
@@ -29,6 +37,26 @@ class JobStartListener:
             install()
 
 
+@cache
+def _fastapi_apps() -> list[dict[str, Any]]:
+    from dbt_watcher.ui.app import create_app
+
+    return [{"app": create_app(), "url_prefix": "/dbt-watcher", "name": "dbt-watcher"}]
+
+
 class DbtWatcherPlugin(AirflowPlugin):
     name = "dbt_watcher"
     listeners = [JobStartListener()]
+    # Airflow replaces {DAG_ID} and {RUN_ID}; a relative href resolves against the UI's base URL.
+    external_views = [
+        {
+            "name": "dbt build",
+            "href": "dbt-watcher/run?dag_id={DAG_ID}&run_id={RUN_ID}",
+            "destination": "dag_run",
+            "url_route": "dbt-build",
+        }
+    ]
+
+    @property
+    def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]  # read on an instance
+        return _fastapi_apps()

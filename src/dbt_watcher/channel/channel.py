@@ -14,7 +14,9 @@ publishes it again first thing in every try (:mod:`dbt_watcher.producer.ledger`)
   (different on every write, so a reader can tell a live writer on its own clock), the producer's
   state, how many chunks are closed, the results since the last closed chunk, dbt's exit code, error;
 * ``dbt_watcher.chunk.<attempt>.<k>`` — closed, never rewritten batches of results of one attempt;
-* ``dbt_watcher.invocation`` — the run's dbt arguments, which a consumer's rebuild reuses.
+* ``dbt_watcher.invocation`` — the run's dbt arguments, which a consumer's rebuild reuses;
+* ``dbt_watcher.tasks`` — which consumer task watches which node (with its gating tests and asset),
+  written by each producer try for the UI plugin (:mod:`dbt_watcher.ui`); not mirrored.
 
 A reader reads the head each tick and each closed chunk once, and decodes only what is new, so the
 cost of following a run grows with its results, not with the number of consumers or ticks.
@@ -51,6 +53,7 @@ RUNNING, FINISHED, FAILED = ProducerPhase.RUNNING, ProducerPhase.FINISHED, Produ
 _PREFIX = "dbt_watcher."
 HEAD = _PREFIX + "head"
 INVOCATION = _PREFIX + "invocation"
+TASKS = _PREFIX + "tasks"
 #: A chunk closes at this many results or bytes (the Task State Store mirror takes 64 KiB a value).
 CHUNK_RESULTS, CHUNK_BYTES = 100, 32_000
 

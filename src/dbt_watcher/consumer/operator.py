@@ -36,6 +36,7 @@ from dbt_watcher.lineage import operator_lineage
 from dbt_watcher.plan.group_plan import ConsumerTask
 from dbt_watcher.plan.runtime import GroupRuntime
 from dbt_watcher.producer.artifacts import local_build_dir
+from dbt_watcher.ui.links import CONSUMER_LINKS
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -47,6 +48,9 @@ class DbtConsumerOperator(BaseSensorOperator):
     """Watches one dbt node of the group's producer build."""
 
     ui_color = "#fbe9e7"
+    # The node's page, its dbt docs and the run's timeline (dbt_watcher.ui); Airflow keeps the URLs
+    # in XComs, which a consumer ending in the triggerer writes itself (ConsumerTrigger._end_xcoms).
+    operator_extra_links = CONSUMER_LINKS
 
     def __init__(
         self,

@@ -35,6 +35,7 @@ from dbt_watcher.channel.store import RunAddress
 from dbt_watcher.consumer.decision import Action, Decision, decide
 from dbt_watcher.consumer.poller import DEMANDS, Demand, RunPoller, Snapshot
 from dbt_watcher.plan.group_plan import Watch
+from dbt_watcher.ui.links import ConsumerAt, link_xcoms
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,9 @@ class ConsumerTrigger(BaseEventTrigger):
                 self.timeout,
                 decision.reason,
             )
-            return TaskFailedEvent(xcoms={REASON_XCOM: f"timed out after {self.timeout:.0f} s while {decision.reason}"})
+            return TaskFailedEvent(
+                xcoms=self._end_xcoms({REASON_XCOM: f"timed out after {self.timeout:.0f} s while {decision.reason}"})
+            )
         reason = (
             decision.reason if not snapshot.read_error else f"{decision.reason} (read failed: {snapshot.read_error})"
         )
@@ -266,12 +269,21 @@ class ConsumerTrigger(BaseEventTrigger):
             )
             if self.finish_on_worker:
                 return TriggerEvent({"action": "succeed", "result": encode_result(result)})
-            return TaskSuccessEvent(xcoms={"dbt_result": result.to_dict()})
+            return TaskSuccessEvent(xcoms=self._end_xcoms({"dbt_result": result.to_dict()}))
         if decision.action is Action.RUN_LOCALLY:
             self.log.info("Try %d: %s. Building the node on a worker. %s", self.try_number, decision.reason, cost)
             return TriggerEvent({"action": "run_locally", "reason": decision.reason})
         if decision.action is Action.SKIP:
             self.log.info("Skipped: %s. %s", decision.reason, cost)
-            return TaskSkippedEvent(xcoms={REASON_XCOM: decision.reason})
+            return TaskSkippedEvent(xcoms=self._end_xcoms({REASON_XCOM: decision.reason}))
         self.log.error("dbt node %s did not succeed: %s. %s", self.node, decision.reason, cost)
-        return TaskFailedEvent(xcoms={REASON_XCOM: decision.reason})
+        return TaskFailedEvent(xcoms=self._end_xcoms({REASON_XCOM: decision.reason}))
+
+    def _end_xcoms(self, xcoms: dict[str, Any]) -> dict[str, Any]:
+        """The XComs a consumer ending in the triggerer writes: its own, plus its extra links (which
+        Airflow writes only for tasks that end on a worker)."""
+        ti = self.task_instance
+        if ti is None:
+            return xcoms
+        at = ConsumerAt(self.dag_id, self.run_id, ti.task_id, self.map_index, self.producer_task_id, self.node)
+        return {**link_xcoms(at), **xcoms}

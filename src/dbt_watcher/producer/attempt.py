@@ -104,7 +104,10 @@ class Attempt:
         if scope.narrowed and not scope.built:
             log.info("Nothing to build in this run.")
             return self._close(writer, results, exit_code=0, problem=None, dbt_ran=False)
-        return self._build(writer, results, select)
+        outcome = self._build(writer, results, select)
+        if self.rt.config.docs:
+            self.generate_docs()
+        return outcome
 
     @property
     def fail_fast(self) -> bool:
@@ -217,6 +220,43 @@ class Attempt:
         return self._close(
             writer, results, exit_code=outcome.exit_code, problem=problem, dbt_ran=events.started, hooks=hooks
         )
+
+    def generate_docs(self) -> None:  # after _close: consumers never wait for the docs
+        """``dbt docs generate`` for the group's selection into ``<run>/docs`` (``docs=True``), after the
+        build: consumers already have their verdicts. A failure is logged, never raised."""
+        docs = self.run_path / "docs"
+        docs.mkdir(parents=True, exist_ok=True)
+        parse_state = self.target_path / "partial_parse.msgpack"
+        extra = ["--no-use-colors"]
+        if parse_state.is_file():  # the build's parse: docs generate then compiles without parsing again
+            extra += ["--partial-parse-file-path", str(parse_state)]
+        selection = self.rt.selection
+        command = self.command(
+            "docs generate",
+            target_path=docs,
+            log_path=docs / "logs",
+            select=selection.select,
+            exclude=selection.exclude,
+            selector=selection.selector,
+            threads=self.rt.config.threads,
+            extra_args=tuple(extra),
+        )
+        started = time.monotonic()
+        try:
+            outcome = self.runner.run(command)
+        except Exception:
+            log.exception("dbt docs generate failed; this run has no dbt docs")
+            return
+        took = time.monotonic() - started
+        if not outcome.ran or outcome.exit_code:
+            log.warning(
+                "dbt docs generate failed after %.1f s (exit code %s): %s; this run has no dbt docs",
+                took,
+                outcome.exit_code,
+                outcome.error,
+            )
+            return
+        log.info("dbt docs generate: %.1f s, into %s", took, docs)
 
     def _close(
         self,

@@ -31,7 +31,7 @@ from airflow.sdk import AssetAlias, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from dbt_watcher import compat
-from dbt_watcher.channel.channel import FINISHED, Invocation, RunStatus, StatusChannel
+from dbt_watcher.channel.channel import FINISHED, TASKS, Invocation, RunStatus, StatusChannel
 from dbt_watcher.channel.liveness import heartbeat_interval
 from dbt_watcher.channel.store import Mirrored, ProducerXComs, RunAddress, TaskStateStore
 from dbt_watcher.channel.writer import ChannelWriter
@@ -111,6 +111,7 @@ class DbtProducerOperator(BaseOperator):
         # First thing: this try's channel, with what earlier attempts published (this try's XComs start
         # empty) and a heartbeat, so consumers see a live producer while it prepares and parses.
         writer = self._writer(channel, mirror, ledger, previous, number)
+        ProducerXComs(address).set(TASKS, self._task_map())  # for the UI plugin (dbt_watcher.ui)
         if self.alias is not None and ledger.assets_emitted:  # for the audit (consumer/emission.py)
             ProducerXComs(address).set(EMITTED, emitted_record(ledger.generation, ledger.assets_emitted))
         try:
@@ -245,6 +246,16 @@ class DbtProducerOperator(BaseOperator):
         if self.hook is not None:
             invocation = merge_returned(invocation, call_hook(self.hook, context, self.hook_kwargs))
         return invocation.mask_secrets()  # vars may carry secrets: dbt's own log lines included
+
+    def _task_map(self) -> dict[str, Any]:
+        """Which consumer task watches which node: the UI plugin's key from dbt's nodes to tasks."""
+        return {
+            "group": self.runtime.group_id,
+            "tasks": {
+                c.task_id: {"node": c.watch.unique_id, "tests": list(c.watch.tests), "asset": c.asset_uri}
+                for c in self.consumers
+            },
+        }
 
     def _narrowing(self, context: Context) -> Narrowing:
         """What narrows this run's build (see :mod:`dbt_watcher.producer.narrowing`)."""

@@ -65,3 +65,5 @@ shop_dag(
     vars={"microbatch": True},
     dbt_args=["--event-time-start", "2026-01-01", "--event-time-end", "2026-01-04"],
 )
+# The producer also runs `dbt docs generate` after the build (tests/integration/test_ui.py).
+shop_dag("shop_docs", "duckdb", docs=True)

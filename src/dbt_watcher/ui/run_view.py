@@ -1,0 +1,112 @@
+"""What the run page shows, assembled from one DAG run's channel XComs (nothing is recomputed).
+
+Input: the run's ``dbt_watcher.*`` XComs as (task_id, map_index, key, value) rows, as
+:func:`dbt_watcher.compat.run_xcoms` reads them. Output (JSON)::
+
+    {"groups": [{"group": "jaffle_shop", "producer_task_id": "jaffle_shop.dbt_producer", "map_index": -1,
+                 "phase": "finished", "attempt": 1, "exit_code": 0, "error": null, "problem": null,
+                 "artifacts": "/path/or/url", "nodes": [NODE, ...]}]}
+
+    NODE = {"unique_id", "name", "resource_type", "status", "message", "started_at", "completed_at"
+            (ISO 8601 UTC, as dbt reports them), "execution_time" (s), "rows_affected", "failures",
+            "attempt", "task_id" (the consumer whose verdict it is, or null), "gates" (true for a
+            test that gates that consumer), "asset" (the consumer's asset URI)}
+
+Nodes are in the order dbt started them. A group whose channel cannot be read says why in ``problem``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from dbt_watcher.channel.channel import HEAD, INVOCATION, TASKS, ChannelReader
+from dbt_watcher.invocation.events import NodeResult
+
+Row = tuple[str, int, str, Any]
+
+
+class _Values:
+    """One producer's XComs as the channel's read-only store."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = values
+
+    def get(self, key: str) -> Any:
+        return self._values.get(key)
+
+    def set(self, key: str, value: Any) -> None:  # pragma: no cover - the page never writes
+        raise NotImplementedError
+
+
+def run_view(rows: Iterable[Row]) -> dict[str, Any]:
+    """The run page's data for every dbt-watcher group of one DAG run (see the module docstring)."""
+    producers: dict[tuple[str, int], dict[str, Any]] = defaultdict(dict)
+    for task_id, map_index, key, value in rows:
+        producers[(task_id, map_index)][key] = value
+    groups = [
+        _group(task_id, map_index, values)
+        for (task_id, map_index), values in sorted(producers.items())
+        if HEAD in values or TASKS in values
+    ]
+    return {"groups": groups}
+
+
+def _group(task_id: str, map_index: int, values: Mapping[str, Any]) -> dict[str, Any]:
+    tasks: Mapping[str, Any] = values[TASKS] if isinstance(values.get(TASKS), Mapping) else {}
+    consumers: Mapping[str, Any] = tasks.get("tasks") or {}
+    watched: dict[str, tuple[str, bool, str | None]] = {}
+    for consumer, entry in consumers.items():
+        for test in entry.get("tests") or ():
+            watched.setdefault(test, (consumer, True, None))
+        watched[entry["node"]] = (consumer, False, entry.get("asset"))
+    read = ChannelReader().read(_Values(values))
+    status = read.status
+    invocation: Mapping[str, Any] = values[INVOCATION] if isinstance(values.get(INVOCATION), Mapping) else {}
+    problem = read.malformed or (None if status is not None else "the producer has published no status yet")
+    results = sorted(
+        (status.results.values() if status is not None else ()),
+        key=lambda r: (r.started_at or r.completed_at or "~", r.unique_id),
+    )
+    return {
+        "group": tasks.get("group") or task_id.rpartition(".")[0],
+        "producer_task_id": task_id,
+        "map_index": map_index,
+        "phase": str(status.state) if status is not None else None,
+        "attempt": status.attempt if status is not None else None,
+        "exit_code": status.exit_code if status is not None else None,
+        "error": status.error if status is not None else None,
+        "problem": problem,
+        "artifacts": invocation.get("artifacts"),
+        "nodes": [_node(r, watched.get(r.unique_id)) for r in results],
+        "waiting": sorted(set(watched) - {r.unique_id for r in results}),
+    }
+
+
+def node_name(unique_id: str) -> str:
+    """The node's name in a unique id (``<type>.<package>.<name>[.<version or test hash>]``, dbt's form)."""
+    parts = unique_id.split(".")
+    if len(parts) < 3:
+        return unique_id
+    return f"{parts[2]}.{parts[3]}" if parts[0] == "model" and len(parts) == 4 else parts[2]
+
+
+def _node(result: NodeResult, watched: tuple[str, bool, str | None] | None) -> dict[str, Any]:
+    task_id, gates, asset = watched if watched is not None else (None, False, None)
+    return {
+        "unique_id": result.unique_id,
+        "name": node_name(result.unique_id),
+        "resource_type": result.resource_type or result.unique_id.split(".", 1)[0],
+        "status": result.status,
+        "message": result.message,
+        "started_at": result.started_at,
+        "completed_at": result.completed_at,
+        "execution_time": result.execution_time,
+        "rows_affected": result.rows_affected,
+        "failures": result.failures,
+        "attempt": result.attempt,
+        "task_id": task_id,
+        "gates": gates,
+        "asset": asset,
+    }
