@@ -173,16 +173,6 @@ def sensitive_name(name: str) -> bool | None:
     return bool(should_hide_value_for_key(name))
 
 
-def api_base_path() -> str:
-    """The path part of Airflow's ``[api] base_url`` ("" when unset): where the UI and plugin pages live."""
-    from urllib.parse import urlsplit
-
-    # Public replacement: none in Task SDK 1.3 (tasks read configuration through its internal parser).
-    from airflow.sdk.configuration import conf
-
-    return urlsplit(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
-
-
 def dag_read_access() -> Any:
     """A FastAPI dependency that lets a request through only if Airflow's auth manager lets its user
     read the XComs of the DAG named by the route's ``dag_id`` (401 without a user, 403 without access).
@@ -207,15 +197,20 @@ def run_xcoms(dag_id: str, run_id: str, key_prefix: str) -> list[tuple[str, int,
     import contextlib
     import json
 
+    from airflow.models.dagrun import DagRun
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    query = select(XComModel.task_id, XComModel.map_index, XComModel.key, XComModel.value).where(
-        XComModel.dag_id == dag_id, XComModel.run_id == run_id, XComModel.key.startswith(key_prefix, autoescape=True)
-    )
-    rows = []
+    rows: list[tuple[str, int, str, Any]] = []
     with create_session() as session:
+        # By the DAG run's id: the XCom table's primary key starts with it (dag_id and run_id are not).
+        dag_run_id = session.scalar(select(DagRun.id).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+        if dag_run_id is None:
+            return rows
+        query = select(XComModel.task_id, XComModel.map_index, XComModel.key, XComModel.value).where(
+            XComModel.dag_run_id == dag_run_id, XComModel.key.startswith(key_prefix, autoescape=True)
+        )
         for task_id, map_index, key, stored in session.execute(query):
             value = stored
             if isinstance(stored, str):  # a value written through an XCom backend is a JSON string

@@ -193,7 +193,7 @@ def test_a_user_without_access_to_the_dag_sees_nothing(
     api = page(ui_stack, "api/run", dag_id=outcome.dag_id, run_id=outcome.run_id)
     assert (status_of(api, alice), status_of(api, bob), status_of(api, None)) == (200, 403, 401)
     docs = docs_page(outcome.dag_id, outcome.run_id, "jaffle_shop.dbt_producer", -1)
-    assert status_of(f"http://127.0.0.1:{ui_stack.port}{docs}", bob) == 403
+    assert status_of(f"http://127.0.0.1:{ui_stack.port}/{docs}", bob) == 403
 
 
 def test_a_consumers_links_open_its_sql_and_its_docs(
@@ -208,7 +208,8 @@ def test_a_consumers_links_open_its_sql_and_its_docs(
     ]
     assert set(links) == {"dbt node: result and SQL", "dbt docs", "dbt build timeline"}, links
     log_in(browser, ui_stack, "alice")
-    browser.get(f"http://127.0.0.1:{ui_stack.port}{links['dbt node: result and SQL']}")
+    # the links are relative to the UI's base URL (here the root)
+    browser.get(f"http://127.0.0.1:{ui_stack.port}/{links['dbt node: result and SQL']}")
     browser.wait_for("return document.body.dataset.ready === '1'")
     sql = dict(
         browser.execute(
@@ -218,7 +219,7 @@ def test_a_consumers_links_open_its_sql_and_its_docs(
     uid = "model.shop.orders_enriched"
     assert sql[uid] == expected[uid]["compiled_code"]
     browser.screenshot(shots(tmp_path) / "ui-node.png")
-    browser.get(f"http://127.0.0.1:{ui_stack.port}{links['dbt docs']}")
+    browser.get(f"http://127.0.0.1:{ui_stack.port}/{links['dbt docs']}")
     title = browser.wait_for(
         "return document.querySelector('.app-title, .model-title, h1') && document.title", timeout=60
     )

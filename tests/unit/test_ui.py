@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,10 @@ from dbt_watcher.channel.channel import FINISHED, INVOCATION, TASKS, StatusChann
 from dbt_watcher.channel.store import MemoryStore
 from dbt_watcher.invocation.events import NodeResult
 from dbt_watcher.plugin import DbtWatcherPlugin
+from dbt_watcher.producer.artifacts import run_dir
 from dbt_watcher.ui import links
 from dbt_watcher.ui.app import create_app
-from dbt_watcher.ui.run_view import node_name, run_view
+from dbt_watcher.ui.run_view import run_view
 
 PRODUCER = "shop.dbt_producer"
 TASK_MAP = {
@@ -75,9 +77,10 @@ def test_links_and_docs_addresses() -> None:
     at = links.ConsumerAt("d", run_id, "shop.orders", -1, PRODUCER, "model.p.orders")
     xcoms = links.link_xcoms(at)
     assert set(xcoms) == {"_link_DbtNodeLink", "_link_DbtDocsLink", "_link_DbtRunLink"}  # Airflow's key rule
-    assert xcoms["_link_DbtNodeLink"].startswith("/dbt-watcher/node?dag_id=d&run_id=manual__2026")
+    # relative: resolved against the Airflow UI's base URL, whatever its path prefix
+    assert xcoms["_link_DbtNodeLink"].startswith("dbt-watcher/node?dag_id=d&run_id=manual__2026")
     assert xcoms["_link_DbtDocsLink"].endswith("/index.html#!/model/model.p.orders")
-    assert "/dbt-watcher/run?" in xcoms["_link_DbtRunLink"]
+    assert xcoms["_link_DbtRunLink"].startswith("dbt-watcher/run?")
 
 
 def test_the_plugin_adds_a_run_tab_and_builds_its_app_only_when_asked() -> None:
@@ -89,16 +92,18 @@ def test_the_plugin_adds_a_run_tab_and_builds_its_app_only_when_asked() -> None:
 
 
 @pytest.fixture
-def client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> TestClient:
-    artifacts = tmp_path / "run"
-    (artifacts / "docs").mkdir(parents=True)
-    (artifacts / "docs" / "index.html").write_text("<html>dbt docs</html>")
+def artifacts(tmp_path: Path) -> Path:
+    folder = run_dir(tmp_path / "root", "d", "r", "shop", map_index=-1, generation="g1")
+    (folder / "docs").mkdir(parents=True)
+    (folder / "docs" / "static_index.html").write_text("<html>dbt docs</html>")
     results = [{"unique_id": "model.p.orders", "compiled_code": "select 1 as id"},
                {"unique_id": "test.p.not_null_orders_id", "compiled_code": "select * where id is null"}]  # fmt: skip
-    (artifacts / "run_results.json").write_text(json.dumps({"results": results}))
+    (folder / "run_results.json").write_text(json.dumps({"results": results}))
     (tmp_path / "secret.txt").write_text("nope")
-    rows = channel_rows(str(artifacts))
+    return folder
 
+
+def serve(monkeypatch: pytest.MonkeyPatch, rows: list[tuple[str, int, str, Any]]) -> TestClient:
     def allowed(dag_id: str) -> None:
         if dag_id != "d":
             raise HTTPException(403, "Forbidden")
@@ -108,6 +113,11 @@ def client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> TestClient:
     return TestClient(create_app())
 
 
+@pytest.fixture
+def client(monkeypatch: pytest.MonkeyPatch, artifacts: Path) -> TestClient:
+    return serve(monkeypatch, channel_rows(str(artifacts)))
+
+
 def test_routes_serve_the_run_its_sql_and_its_docs(client: TestClient) -> None:
     assert "static/run.js" in client.get("/run").text
     assert client.get("/static/run.js").headers["content-type"].startswith("text/javascript")
@@ -115,24 +125,47 @@ def test_routes_serve_the_run_its_sql_and_its_docs(client: TestClient) -> None:
     assert run["groups"][0]["nodes"][0]["rows_affected"] == 7
     sql = client.get("/api/sql", params={"dag_id": "d", "run_id": "r", "task_id": "shop.orders"}).json()
     assert [s["compiled_code"] for s in sql["sql"]] == ["select 1 as id", "select * where id is null"]
-    token = links.docs_token("r", PRODUCER, -1)
-    assert client.get(f"/docs/d/{token}/index.html").text == "<html>dbt docs</html>"
-    missing = client.get(f"/docs/d/{token}/catalog.json")
-    assert missing.status_code == 404 and "docs=True" in missing.json()["detail"]
+    docs = client.get(f"/docs/d/{links.docs_token('r', PRODUCER, -1)}/index.html")
+    assert docs.text == "<html>dbt docs</html>"
+    # the page a task or a dbt project wrote runs in an opaque origin: it cannot use the viewer's session
+    assert "sandbox allow-scripts" in docs.headers["content-security-policy"]
+    assert "allow-same-origin" not in docs.headers["content-security-policy"]
 
 
 def test_routes_refuse_what_they_must(client: TestClient) -> None:
     token = links.docs_token("r", PRODUCER, -1)
     assert client.get("/api/run", params={"dag_id": "other", "run_id": "r"}).status_code == 403
     assert client.get(f"/docs/other/{token}/index.html").status_code == 403
-    for name in ("..%2Fsecret.txt", "run_results.json", "secret.txt"):
+    for name in ("..%2Fsecret.txt", "run_results.json", "secret.txt", "static_index.html"):
         assert client.get(f"/docs/d/{token}/{name}").status_code == 404
     assert client.get("/static/..%2F..%2Fapp.py").status_code == 404
     assert client.get("/api/sql", params={"dag_id": "d", "run_id": "r", "task_id": "shop.nope"}).status_code == 404
 
 
-def test_node_names_follow_dbts_unique_ids() -> None:
-    assert node_name("model.p.orders") == "orders"
-    assert node_name("model.p.orders.v2") == "orders.v2"
-    assert node_name("test.p.not_null_orders_id.5b1a2c") == "not_null_orders_id"
-    assert node_name("odd") == "odd"
+def test_artifacts_are_read_only_inside_this_runs_folder(
+    monkeypatch: pytest.MonkeyPatch, artifacts: Path, tmp_path: Path
+) -> None:
+    token = links.docs_token("r", PRODUCER, -1)
+    # an XCom rewritten to point elsewhere: another folder, another run's folder
+    other_run = run_dir(tmp_path / "root", "d", "other-run", "shop", map_index=-1, generation="g1")
+    shutil.copytree(artifacts, other_run)
+    for location in (str(tmp_path), str(other_run)):
+        client = serve(monkeypatch, channel_rows(location))
+        assert client.get(f"/docs/d/{token}/index.html").status_code == 404
+        sql = client.get("/api/sql", params={"dag_id": "d", "run_id": "r", "task_id": "shop.orders"}).json()
+        assert sql["sql"] == [] and "No run_results.json" in sql["note"]
+    # a symbolic link out of the run's folder
+    (artifacts / "docs" / "static_index.html").unlink()
+    (artifacts / "docs" / "static_index.html").symlink_to(tmp_path / "secret.txt")
+    client = serve(monkeypatch, channel_rows(str(artifacts)))
+    assert client.get(f"/docs/d/{token}/index.html").status_code == 404
+
+
+def test_unreadable_content_is_reported_never_a_server_error(monkeypatch: pytest.MonkeyPatch, artifacts: Path) -> None:
+    rows = [r for r in channel_rows(str(artifacts)) if r[2] != TASKS] + [(PRODUCER, -1, TASKS, {"tasks": ["x"]})]
+    view = serve(monkeypatch, rows).get("/api/run", params={"dag_id": "d", "run_id": "r"})
+    assert view.status_code == 200 and "not readable" in view.json()["groups"][0]["problem"]
+    (artifacts / "run_results.json").write_text("[1, 2]")
+    client = serve(monkeypatch, channel_rows(str(artifacts)))
+    sql = client.get("/api/sql", params={"dag_id": "d", "run_id": "r", "task_id": "shop.orders"})
+    assert sql.status_code == 200 and sql.json()["note"]

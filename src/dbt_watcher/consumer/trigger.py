@@ -285,5 +285,9 @@ class ConsumerTrigger(BaseEventTrigger):
         ti = self.task_instance
         if ti is None:
             return xcoms
-        at = ConsumerAt(self.dag_id, self.run_id, ti.task_id, self.map_index, self.producer_task_id, self.node)
-        return {**link_xcoms(at), **xcoms}
+        try:
+            at = ConsumerAt(self.dag_id, self.run_id, ti.task_id, self.map_index, self.producer_task_id, self.node)
+            return {**link_xcoms(at), **xcoms}
+        except Exception:  # links are a convenience: they must never cost a consumer its end state
+            self.log.warning("Could not build this task's extra links", exc_info=True)
+            return xcoms

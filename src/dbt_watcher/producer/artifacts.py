@@ -43,6 +43,14 @@ def run_dir(root: Path, dag_id: str, run_id: str, group_id: str, *, map_index: i
     return root / _safe(dag_id) / f"{_safe(run_id)}~{digest}" / group / _safe(generation)
 
 
+def is_run_location(location: str, dag_id: str, run_id: str) -> bool:
+    """Whether a location (a folder or an object-storage URL) has the layout of ``run_dir`` for this
+    DAG run: the api-server serves artifacts only from such a place, whatever an XCom says."""
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:10]
+    parts = location.rstrip("/").split("/")
+    return len(parts) > RUN_DEPTH and parts[-RUN_DEPTH:-2] == [_safe(dag_id), f"{_safe(run_id)}~{digest}"]
+
+
 def attempt_dir(run_path: Path, attempt: int) -> Path:
     return run_path / f"attempt-{attempt}"
 

@@ -222,27 +222,28 @@ class Attempt:
         )
 
     def generate_docs(self) -> None:  # after _close: consumers never wait for the docs
-        """``dbt docs generate`` for the group's selection into ``<run>/docs`` (``docs=True``), after the
-        build: consumers already have their verdicts. A failure is logged, never raised."""
+        """``dbt docs generate --static`` for the group's selection into ``<run>/docs`` (``docs=True``):
+        dbt's single-file site, ``static_index.html``, which the UI serves. A failure is logged, never
+        raised (a task timeout still ends the producer: the docs count toward its execution_timeout)."""
         docs = self.run_path / "docs"
-        docs.mkdir(parents=True, exist_ok=True)
-        parse_state = self.target_path / "partial_parse.msgpack"
-        extra = ["--no-use-colors"]
-        if parse_state.is_file():  # the build's parse: docs generate then compiles without parsing again
-            extra += ["--partial-parse-file-path", str(parse_state)]
-        selection = self.rt.selection
-        command = self.command(
-            "docs generate",
-            target_path=docs,
-            log_path=docs / "logs",
-            select=selection.select,
-            exclude=selection.exclude,
-            selector=selection.selector,
-            threads=self.rt.config.threads,
-            extra_args=tuple(extra),
-        )
         started = time.monotonic()
         try:
+            docs.mkdir(parents=True, exist_ok=True)
+            extra = ["--no-use-colors", "--static"]
+            parse_state = self.target_path / "partial_parse.msgpack"
+            if parse_state.is_file():  # the build's parse: docs generate compiles without parsing again
+                extra += ["--partial-parse-file-path", str(parse_state)]
+            selection = self.rt.selection
+            command = self.command(
+                "docs generate",
+                target_path=docs,
+                log_path=docs / "logs",
+                select=selection.select,
+                exclude=selection.exclude,
+                selector=selection.selector,
+                threads=self.rt.config.threads,
+                extra_args=tuple(extra),
+            )
             outcome = self.runner.run(command)
         except Exception:
             log.exception("dbt docs generate failed; this run has no dbt docs")

@@ -7,11 +7,13 @@ with the dependency Airflow's own XCom endpoint uses; the HTML pages hold no dat
     GET /api/run?dag_id=D&run_id=R           the run's groups and nodes (dbt_watcher.ui.run_view)
     GET /api/sql?dag_id=D&run_id=R&task_id=T&map_index=M
                                              the consumer's compiled SQL (and its tests') of this run
-    GET /docs/D/<token>/{index.html, manifest.json, catalog.json}
-                                             the run's dbt docs (``docs=True``)
+    GET /docs/D/<token>/index.html           the run's dbt docs (``docs=True``: dbt's single-file site)
 
 Everything is read from the run's channel XComs and its artifacts (``run_results.json``, dbt docs'
-files) where the producer left them: nothing is recomputed and nothing is written.
+``static_index.html``) where the producer left them: nothing is recomputed and nothing is written.
+Artifacts are read only from a location with the layout of this DAG run's folder, never through a
+symbolic link out of it, and the docs page runs in a CSP sandbox: a page written by a task or a dbt
+project cannot act with the viewer's Airflow session.
 """
 
 from __future__ import annotations
@@ -22,15 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from dbt_watcher import compat
 from dbt_watcher.channel.channel import INVOCATION, TASKS
+from dbt_watcher.producer.artifacts import is_run_location
 from dbt_watcher.ui.links import read_docs_token
 from dbt_watcher.ui.run_view import run_view
 
-#: Files of the dbt docs site a run keeps (``dbt docs generate`` writes them to ``<artifacts>/docs``).
-DOCS_FILES = {"index.html": "text/html", "manifest.json": "application/json", "catalog.json": "application/json"}
+#: dbt's single-file docs site (``dbt docs generate --static``, in ``<artifacts>/docs``).
+DOCS_PAGE = "docs/static_index.html"
+#: The docs page runs scripts in an opaque origin: no cookie, no same-origin request to Airflow.
+DOCS_HEADERS = {"Content-Security-Policy": "sandbox allow-scripts allow-popups", "X-Content-Type-Options": "nosniff"}
 _PREFIX = "dbt_watcher."
 
 
@@ -64,27 +69,25 @@ def create_app() -> FastAPI:
 
     @app.get("/api/sql", dependencies=access)
     def sql(dag_id: str, run_id: str, task_id: str, map_index: int = Query(-1)) -> dict[str, Any]:
-        return compiled_sql(compat.run_xcoms(dag_id, run_id, _PREFIX), task_id, map_index)
+        return compiled_sql(compat.run_xcoms(dag_id, run_id, _PREFIX), dag_id, run_id, task_id, map_index)
 
     @app.get("/docs/{dag_id}/{token}/{name}", dependencies=access)
     def docs(dag_id: str, token: str, name: str) -> Response:
-        if name not in DOCS_FILES:
+        if name != "index.html":
             raise HTTPException(404, "no such file")
         try:
             run_id, producer, map_index = read_docs_token(token)
         except ValueError as exc:
             raise HTTPException(404, str(exc)) from exc
         artifacts = _artifacts(compat.run_xcoms(dag_id, run_id, INVOCATION), producer, map_index)
-        path = _open(artifacts, f"docs/{name}") if artifacts else None
-        if path is None:
+        page = _read(artifacts, dag_id, run_id, DOCS_PAGE)
+        if page is None:
             raise HTTPException(
                 404,
                 "This run has no dbt docs: the group generates them with docs=True, and the api-server must "
                 "reach the run's artifacts (artifacts_url= when it runs on another machine than the workers).",
             )
-        if isinstance(path, str):
-            return FileResponse(path, media_type=DOCS_FILES[name])
-        return Response(path.read_bytes(), media_type=DOCS_FILES[name])
+        return Response(page, media_type="text/html", headers=DOCS_HEADERS)
 
     return app
 
@@ -97,18 +100,31 @@ def _artifacts(rows: list[tuple[str, int, str, Any]], producer: str, map_index: 
     return None
 
 
-def _open(artifacts: str, relative: str) -> Any:
-    """A file of the run's artifacts: a local path (str) or an ObjectStoragePath; None if absent."""
-    if "://" not in artifacts:
-        local = Path(artifacts) / relative
-        return str(local) if local.is_file() else None
-    from airflow.sdk import ObjectStoragePath
+def _read(artifacts: str | None, dag_id: str, run_id: str, relative: str) -> bytes | None:
+    """A file of this DAG run's artifacts; None when there is none or it may not be read.
 
-    remote = ObjectStoragePath(artifacts) / relative
-    return remote if remote.exists() else None
+    The location comes from the producer's XCom, which users with XCom write access can change: it is
+    used only if it has the layout of this DAG run's folder, and a local file only if it really lies
+    in that folder (no symbolic link out of it).
+    """
+    if not artifacts or not is_run_location(artifacts, dag_id, run_id):
+        return None
+    try:
+        if "://" not in artifacts:
+            root = Path(artifacts).resolve()
+            local = (root / relative).resolve()
+            return local.read_bytes() if local.is_relative_to(root) and local.is_file() else None
+        from airflow.sdk import ObjectStoragePath
+
+        remote = ObjectStoragePath(artifacts) / relative
+        return remote.read_bytes() if remote.is_file() else None
+    except Exception:  # an unknown scheme, a missing filesystem package, a denied read: no file
+        return None
 
 
-def compiled_sql(rows: list[tuple[str, int, str, Any]], task_id: str, map_index: int) -> dict[str, Any]:
+def compiled_sql(
+    rows: list[tuple[str, int, str, Any]], dag_id: str, run_id: str, task_id: str, map_index: int
+) -> dict[str, Any]:
     """The compiled SQL dbt ran in this run for a consumer's node and its gating tests.
 
     Returns ``{"unique_id", "producer_task_id", "sql": [{"unique_id", "compiled_code"}], "note"}``; read from
@@ -117,21 +133,25 @@ def compiled_sql(rows: list[tuple[str, int, str, Any]], task_id: str, map_index:
     for producer, index, key, value in rows:
         if key != TASKS or index != map_index or not isinstance(value, dict):
             continue
-        entry = (value.get("tasks") or {}).get(task_id)
-        if entry is None:
+        tasks = value.get("tasks")
+        entry = tasks.get(task_id) if isinstance(tasks, dict) else None
+        if not isinstance(entry, dict) or not isinstance(entry.get("node"), str):
             continue
-        wanted = [entry["node"], *(entry.get("tests") or ())]
+        tests = entry.get("tests")
+        wanted = [entry["node"], *(tests if isinstance(tests, list) else [])]
         answer: dict[str, Any] = {"unique_id": entry["node"], "producer_task_id": producer, "sql": [], "note": None}
-        artifacts = _artifacts(rows, producer, map_index)
-        found = _open(artifacts, "run_results.json") if artifacts else None
-        if found is None:
+        found = _read(_artifacts(rows, producer, map_index), dag_id, run_id, "run_results.json")
+        try:
+            results = json.loads(found)["results"] if found is not None else None
+            by_id = {r.get("unique_id"): r for r in results if isinstance(r, dict)} if results else None
+        except (ValueError, TypeError, KeyError):
+            by_id = None
+        if by_id is None:
             answer["note"] = (
                 "No run_results.json for this run yet: dbt writes it when the build ends, and the api-server "
                 "must reach the run's artifacts (artifacts_url= when it runs on another machine)."
             )
             return answer
-        text = Path(found).read_text() if isinstance(found, str) else found.read_text()
-        by_id = {r.get("unique_id"): r for r in json.loads(text).get("results", [])}
         answer["sql"] = [
             {"unique_id": uid, "compiled_code": by_id[uid].get("compiled_code")} for uid in wanted if uid in by_id
         ]

@@ -1,10 +1,11 @@
-"""Where the plugin's pages are, and the two extra links every consumer task has.
+"""Where the plugin's pages are, and the three extra links every consumer task has.
 
-Pages (under Airflow's ``[api] base_url`` path, served by :mod:`dbt_watcher.ui.app`)::
+Pages (served by :mod:`dbt_watcher.ui.app`; the addresses are relative, without a leading ``/``, so
+they resolve against the Airflow UI's base URL, whatever path prefix a deployment serves it under)::
 
-    /dbt-watcher/run?dag_id=D&run_id=R                                 the run: timeline and node table
-    /dbt-watcher/node?dag_id=D&run_id=R&task_id=T&map_index=M          one consumer: result, compiled SQL
-    /dbt-watcher/docs/D/<token>/index.html#!/<type>/<unique_id>        the run's dbt docs (``docs=True``)
+    dbt-watcher/run?dag_id=D&run_id=R                                  the run: timeline and node table
+    dbt-watcher/node?dag_id=D&run_id=R&task_id=T&map_index=M           one consumer: result, compiled SQL
+    dbt-watcher/docs/D/<token>/index.html#!/<type>/<unique_id>         the run's dbt docs (``docs=True``)
 
 Airflow shows an operator's extra links from XComs named ``_link_<class name>``, which its task runner
 writes when a task ends on a worker (``airflow/sdk/execution_time/task_runner.py``). A consumer that
@@ -22,18 +23,16 @@ from urllib.parse import urlencode
 
 from airflow.sdk import BaseOperatorLink
 
-from dbt_watcher import compat
-
-PREFIX = "/dbt-watcher"
+PREFIX = "dbt-watcher"
 
 
 def run_page(dag_id: str, run_id: str) -> str:
-    return f"{compat.api_base_path()}{PREFIX}/run?" + urlencode({"dag_id": dag_id, "run_id": run_id})
+    return f"{PREFIX}/run?" + urlencode({"dag_id": dag_id, "run_id": run_id})
 
 
 def node_page(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
     query = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index}
-    return f"{compat.api_base_path()}{PREFIX}/node?" + urlencode(query)
+    return f"{PREFIX}/node?" + urlencode(query)
 
 
 def docs_token(run_id: str, producer_task_id: str, map_index: int) -> str:
@@ -55,7 +54,7 @@ def read_docs_token(token: str) -> tuple[str, str, int]:
 
 def docs_page(dag_id: str, run_id: str, producer_task_id: str, map_index: int, unique_id: str | None = None) -> str:
     token = docs_token(run_id, producer_task_id, map_index)
-    page = f"{compat.api_base_path()}{PREFIX}/docs/{dag_id}/{token}/index.html"
+    page = f"{PREFIX}/docs/{dag_id}/{token}/index.html"
     if unique_id:
         page += f"#!/{unique_id.split('.', 1)[0]}/{unique_id}"
     return page

@@ -55,16 +55,12 @@ def run_view(rows: Iterable[Row]) -> dict[str, Any]:
 
 def _group(task_id: str, map_index: int, values: Mapping[str, Any]) -> dict[str, Any]:
     tasks: Mapping[str, Any] = values[TASKS] if isinstance(values.get(TASKS), Mapping) else {}
-    consumers: Mapping[str, Any] = tasks.get("tasks") or {}
-    watched: dict[str, tuple[str, bool, str | None]] = {}
-    for consumer, entry in consumers.items():
-        for test in entry.get("tests") or ():
-            watched.setdefault(test, (consumer, True, None))
-        watched[entry["node"]] = (consumer, False, entry.get("asset"))
+    watched, unreadable = _watched(tasks.get("tasks"))
     read = ChannelReader().read(_Values(values))
     status = read.status
     invocation: Mapping[str, Any] = values[INVOCATION] if isinstance(values.get(INVOCATION), Mapping) else {}
-    problem = read.malformed or (None if status is not None else "the producer has published no status yet")
+    silent = None if status is not None else "the producer has published no status yet"
+    problem = read.malformed or unreadable or silent
     results = sorted(
         (status.results.values() if status is not None else ()),
         key=lambda r: (r.started_at or r.completed_at or "~", r.unique_id),
@@ -82,6 +78,25 @@ def _group(task_id: str, map_index: int, values: Mapping[str, Any]) -> dict[str,
         "nodes": [_node(r, watched.get(r.unique_id)) for r in results],
         "waiting": sorted(set(watched) - {r.unique_id for r in results}),
     }
+
+
+def _watched(consumers: Any) -> tuple[dict[str, tuple[str, bool, str | None]], str | None]:
+    """unique id -> (consumer task id, is a gating test, asset URI), from the ``dbt_watcher.tasks`` XCom;
+    and why it could not be read, if it could not."""
+    watched: dict[str, tuple[str, bool, str | None]] = {}
+    if consumers is None:
+        return watched, None
+    if not isinstance(consumers, Mapping):
+        return watched, "the group's task map (dbt_watcher.tasks) is not readable"
+    for consumer, entry in consumers.items():
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("node"), str):
+            return {}, f"the group's task map (dbt_watcher.tasks) is not readable at {str(consumer)[:100]}"
+        tests = entry.get("tests")
+        for test in tests if isinstance(tests, list) else ():
+            watched.setdefault(str(test), (str(consumer), True, None))
+        asset = entry.get("asset")
+        watched[entry["node"]] = (str(consumer), False, asset if isinstance(asset, str) else None)
+    return watched, None
 
 
 def node_name(unique_id: str) -> str:

@@ -49,7 +49,7 @@ function showProblem(error) {
     document.body.dataset.denied = "1";
   } else {
     box.className = "notice";
-    box.textContent = `Could not load this run: ${error.message}`;
+    box.textContent = `Could not load this run (the page tries again): ${error.message}`;
   }
   document.body.dataset.ready = "1";
 }

@@ -25,7 +25,8 @@ function render(view, sql, ti) {
   document.getElementById("links").replaceChildren(
     `Airflow task: ${ti ? ti.state : "?"} · `,
     el("a", { href: `run?${q}` }, "the run's timeline"), " · ",
-    el("a", { href: `../dags/${encodeURIComponent(DAG_ID)}/runs/${encodeURIComponent(RUN_ID)}/tasks/${encodeURIComponent(TASK_ID)}`, target: "_top" }, "the task in Airflow"));
+    el("a", { href: `../dags/${encodeURIComponent(DAG_ID)}/runs/${encodeURIComponent(RUN_ID)}/tasks/` +
+      `${encodeURIComponent(TASK_ID)}${MAP_INDEX >= 0 ? `/mapped/${MAP_INDEX}` : ""}` }, "the task in Airflow"));
   const head = ["node", "status", "message", "started", "completed", "dbt s", "rows", "failures"];
   const rows = mine.map((n) => el("tr", { "data-node": n.unique_id, "data-status": n.status },
     el("td", {}, n.unique_id + (n.gates ? " (gating test)" : "")),

@@ -9,26 +9,37 @@ const REFRESH_MS = 5000;
 // at thousands of tasks.
 const ENDED_TASK = new Set(["success", "failed", "skipped", "upstream_failed", "removed"]);
 
+let filterText = "";  // kept across refreshes
+let rendered = false;
+
 async function load() {
+  let again = REFRESH_MS;
   try {
     const [view, tis] = await Promise.all([
       getJSON(`api/run?${new URLSearchParams({ dag_id: DAG_ID, run_id: RUN_ID })}`),
       taskInstances(),
     ]);
-    const ended = Object.values(tis).every((ti) => ENDED_TASK.has(ti.state));
-    render(view, tis, ended);
-    if (!ended) setTimeout(load, REFRESH_MS);
+    const count = Object.keys(tis).length;
+    // Each refresh reads every task instance (100 a request): fewer refreshes for big runs.
+    again = Math.max(REFRESH_MS, count * 10);
+    const ended = count > 0 && Object.values(tis).every((ti) => ENDED_TASK.has(ti.state));
+    render(view, tis, ended, again);
+    rendered = true;
+    if (ended) return;
   } catch (error) {
     showProblem(error);
+    if (error instanceof Denied || !rendered) return;  // a failed refresh is retried, a refusal is not
   }
+  setTimeout(load, again);
 }
 
-function render(view, tis, ended) {
+function render(view, tis, ended, again) {
   document.getElementById("title").textContent = `dbt build — ${DAG_ID} / ${RUN_ID}`;
   const nodes = view.groups.reduce((n, g) => n + g.nodes.length, 0);
   document.getElementById("summary").textContent =
     `DAG run ${ended ? "ended" : "running"}; ${view.groups.length} dbt-watcher group(s), ${nodes} dbt node results` +
-    (ended ? "" : " (refreshing every 5 s)");
+    (ended ? "" : ` (refreshing every ${Math.round(again / 1000)} s)`);
+  document.getElementById("notice").hidden = true;
   const box = document.getElementById("groups");
   box.replaceChildren(...view.groups.map((g) => group(g, tis)));
   if (!view.groups.length) {
@@ -60,6 +71,7 @@ function time(value) { return value ? Date.parse(value) / 1000 : null; }
 function timeline(g, tis, producer) {
   const rows = g.nodes.filter((n) => n.started_at || n.completed_at);
   const starts = [time(producer.start_date), ...rows.map((n) => time(n.started_at || n.completed_at))].filter((x) => x);
+  if (!starts.length) return el("p", { class: "muted" }, "No node has started yet.");
   const t0 = Math.min(...starts);
   const ends = [time(producer.end_date), ...rows.map((n) => time(n.completed_at))];
   for (const n of rows) ends.push(time((tis[`${n.task_id}|${g.map_index}`] || {}).end_date));
@@ -130,7 +142,7 @@ function table(g, tis) {
     body.append(el("tr", { "data-node": n.unique_id, "data-status": n.status, "data-task-state": ti ? ti.state : "" },
       el("td", {}, n.name), el("td", {}, n.resource_type),
       el("td", {}, el("span", { class: `status ${statusClass(n.status)}` }, n.status)),
-      el("td", {}, n.message || ""), el("td", { class: "num" }, seconds(time(n.started_at) - t0)),
+      el("td", {}, n.message || ""), el("td", { class: "num" }, n.started_at ? seconds(time(n.started_at) - t0) : ""),
       el("td", { class: "num" }, seconds(n.execution_time)),
       el("td", { class: "num" }, n.rows_affected ?? ""), el("td", {}, taskLink),
       el("td", {}, ti ? ti.state || "" : ""), el("td", {}, n.gates ? "" : n.asset || "")));
@@ -140,10 +152,13 @@ function table(g, tis) {
       el("td", {}, uid.split(".")[0]), el("td", {}, el("span", { class: "status running" }, "waiting")),
       el("td", {}, "no result from dbt yet"), el("td"), el("td"), el("td"), el("td"), el("td"), el("td")));
   }
-  search.addEventListener("input", () => {
-    const needle = search.value.toLowerCase();
+  const apply = () => {
+    const needle = filterText.toLowerCase();
     for (const row of body.rows) row.hidden = needle !== "" && !row.textContent.toLowerCase().includes(needle);
-  });
+  };
+  search.value = filterText;
+  search.addEventListener("input", () => { filterText = search.value; apply(); });
+  apply();
   const tbl = el("table", { class: "nodes" }, el("thead", {}, el("tr", {}, ...head.map((h) => el("th", {}, h)))), body);
   return el("div", {}, search, tbl);
 }
