@@ -61,19 +61,6 @@ def test_producer_gets_setup_operator_args_and_consumers_do_not() -> None:
     assert d.task_dict["jaffle_shop.orders"].queue != "dbt"
 
 
-def test_consumers_of_nodes_dbt_builds_first_get_the_triggerer_first() -> None:
-    # Airflow hands triggers to a triggerer by priority: dbt builds by depth, so weights follow depth.
-    with DAG("priorities", schedule=None, start_date=START) as d:
-        group = jaffle_shop()
-        mine = jaffle_shop.override(group_id="mine", operator_args={"priority_weight": 7})()
-    weight = {c.task_id: c.priority_weight for c in group.consumers.values()}
-    assert {c.weight_rule for c in group.consumers.values()} == {"absolute"}
-    seed, staging, mart = (weight[f"jaffle_shop.{n}"] for n in ("raw_orders", "stg_orders", "orders"))
-    assert seed > staging > mart >= 1
-    assert d.task_dict["jaffle_shop.dbt_producer"].priority_weight > seed  # the producer first of all
-    assert {c.priority_weight for c in mine.consumers.values()} == {7}  # the user's weights win
-
-
 def test_deferrable_consumers_start_in_the_triggerer_and_wait_eagerly() -> None:
     with DAG("eager", schedule=None, start_date=START) as d:
         jaffle_shop()

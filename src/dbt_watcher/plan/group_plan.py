@@ -42,9 +42,6 @@ class ConsumerSpec:
     node: DbtNode
     upstream: tuple[str, ...]
     tests: tuple[str, ...]
-    #: Generation in the group's graph (0: no watched parent). dbt runs a generation's nodes before
-    #: the next one's (its graph queue scores nodes by depth), so this is when dbt will build it.
-    depth: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,8 +123,7 @@ def build_plan(
     watched_ids = {n.unique_id for n in watched}
     task_ids = assign_task_ids(watched, reserved={PRODUCER_TASK_ID, AUDIT_TASK_ID, TESTS_TASK_ID}, name=task_name)
     upstream = {n.unique_id: _watched_parents(graph, n, watched_ids) for n in watched}
-    depth = _depths(upstream)
-    order = sorted(upstream, key=lambda uid: (depth[uid], uid))
+    order = _topological(upstream)
     tests, unattached = _attach_tests(graph, watched_ids, order)
     consumers = tuple(
         ConsumerSpec(
@@ -135,7 +131,6 @@ def build_plan(
             node=graph.nodes[uid],
             upstream=tuple(sorted(task_ids[p] for p in upstream[uid])),
             tests=tuple(sorted(tests.get(uid, ()))),
-            depth=depth[uid],
         )
         for uid in order
     )
@@ -191,9 +186,9 @@ def _watched_parents(graph: ProjectGraph, node: DbtNode, watched: set[str]) -> s
     return {uid for uid in reached if uid in watched}
 
 
-def _depths(upstream: Mapping[str, set[str]]) -> dict[str, int]:
-    """Each node's depth in the graph (0: no parent); the plan orders consumers by it (ties by unique
-    id, so renders are stable). Iterative (graphlib), so a chain thousands of nodes deep is fine."""
+def _topological(upstream: Mapping[str, set[str]]) -> list[str]:
+    """Nodes ordered by depth in the graph (parents first); ties broken by unique id so renders are
+    stable. Iterative (graphlib), so a dependency chain thousands of nodes deep is fine."""
     depth: dict[str, int] = {}
     try:
         for uid in graphlib.TopologicalSorter(upstream).static_order():
@@ -203,7 +198,7 @@ def _depths(upstream: Mapping[str, set[str]]) -> dict[str, int]:
             f"the dbt graph has a cycle: {' -> '.join(exc.args[1])}.",
             "Run `dbt parse` in the project folder: dbt reports the cycle and where it comes from.",
         ) from exc
-    return depth
+    return sorted(upstream, key=lambda uid: (depth[uid], uid))
 
 
 def _attach_tests(

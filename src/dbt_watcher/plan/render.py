@@ -56,7 +56,6 @@ def render(factory: WatcherGroupFactory, hook_kwargs: dict[str, Any]) -> DbtWatc
         runtime = _runtime(factory, graph, plan, group)
         overrides = validate_mapping(cfg.node_operator_args)
         tasks: list[ConsumerTask] = []
-        max_depth = max((spec.depth for spec in plan.consumers), default=0)
         for spec in plan.consumers:
             args = {
                 **operator_args,
@@ -66,7 +65,7 @@ def render(factory: WatcherGroupFactory, hook_kwargs: dict[str, Any]) -> DbtWatc
                 ),
             }
             task = consumer_task(group, runtime, spec, graph, finish_on_worker=bool(args.get("on_success_callback")))
-            group.consumers[spec.node.unique_id] = _consumer(runtime, task, graph, cfg, args, max_depth=max_depth)
+            group.consumers[spec.node.unique_id] = _consumer(runtime, task, graph, cfg, args)
             tasks.append(task)
         for consumer in group.consumers.values():
             for upstream in consumer.consumer.spec.upstream:
@@ -156,13 +155,7 @@ def consumer_task(
 
 
 def _consumer(
-    runtime: GroupRuntime,
-    task: ConsumerTask,
-    graph: ProjectGraph,
-    cfg: WatcherConfig,
-    args: dict[str, Any],
-    *,
-    max_depth: int,
+    runtime: GroupRuntime, task: ConsumerTask, graph: ProjectGraph, cfg: WatcherConfig, args: dict[str, Any]
 ) -> DbtConsumerOperator:
     # A deferred consumer waits for free in the triggerer, so it need not wait for its upstream
     # consumers to finish before it starts: it starts with the run and ends the moment dbt built
@@ -173,13 +166,6 @@ def _consumer(
     spec = task.spec
     if spec.upstream:
         args.setdefault("trigger_rule", "always" if cfg.deferrable else "none_failed")
-    if "priority_weight" not in args and "weight_rule" not in args:
-        # Airflow hands triggers to a triggerer by priority, and a triggerer holds `capacity` of them:
-        # in a group larger than that, the consumers of the nodes dbt builds first must start first,
-        # or they wait for slots that consumers of late nodes hold (measured at 3,145 models: P2 p95
-        # 151 s by Airflow's default "downstream" weights). dbt builds by depth, so weigh by depth.
-        args["priority_weight"] = max_depth - spec.depth + 1
-        args["weight_rule"] = "absolute"
     if cfg.consumer_retry_queue is not None:
         # A deferrable consumer needs a worker only to rebuild its node: that is all this queue gets.
         args["queue"] = cfg.consumer_retry_queue
