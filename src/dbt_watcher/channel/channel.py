@@ -162,6 +162,44 @@ class Invocation:
 
 
 @dataclass(frozen=True)
+class ConsumerEntry:
+    """One consumer task of a group in its :class:`TaskMap`: the node it watches, its gating tests, its asset."""
+
+    node: str
+    tests: tuple[str, ...] = ()
+    asset: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskMap:
+    """Which consumer task watches which node (``dbt_watcher.tasks``), written by each producer try for
+    the UI plugin: the key from dbt's nodes to Airflow's tasks."""
+
+    group: str
+    tasks: Mapping[str, ConsumerEntry] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "tasks": {t: {"node": e.node, "tests": list(e.tests), "asset": e.asset} for t, e in self.tasks.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> TaskMap | None:
+        """The record, or None when it is not one (a reader then says so rather than guess)."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("tasks") or {}, Mapping):
+            return None
+        tasks = {}
+        for task_id, entry in (data.get("tasks") or {}).items():
+            if not isinstance(entry, Mapping) or not isinstance(entry.get("node"), str):
+                return None
+            tests, asset = entry.get("tests"), entry.get("asset")
+            tests = tuple(str(t) for t in tests) if isinstance(tests, list) else ()
+            tasks[str(task_id)] = ConsumerEntry(entry["node"], tests, asset if isinstance(asset, str) else None)
+        return cls(str(data.get("group") or ""), tasks)
+
+
+@dataclass(frozen=True)
 class Read:
     """One read of the channel: the status (None: nothing published), what changed, what went wrong."""
 

@@ -37,18 +37,22 @@ def _safe(part: str) -> str:
     return cleaned[:100]
 
 
-def run_dir(root: Path, dag_id: str, run_id: str, group_id: str, *, map_index: int, generation: str) -> Path:
+def _run_folders(dag_id: str, run_id: str) -> list[str]:
+    """The two folder names of a DAG run in the layout: the DAG's, then the run's (``<run_id>~<hash>``)."""
     digest = hashlib.sha256(run_id.encode()).hexdigest()[:10]
+    return [_safe(dag_id), f"{_safe(run_id)}~{digest}"]
+
+
+def run_dir(root: Path, dag_id: str, run_id: str, group_id: str, *, map_index: int, generation: str) -> Path:
     group = _safe(group_id) + (f"~map{map_index}" if map_index >= 0 else "")
-    return root / _safe(dag_id) / f"{_safe(run_id)}~{digest}" / group / _safe(generation)
+    return root.joinpath(*_run_folders(dag_id, run_id), group, _safe(generation))
 
 
 def is_run_location(location: str, dag_id: str, run_id: str) -> bool:
     """Whether a location (a folder or an object-storage URL) has the layout of ``run_dir`` for this
     DAG run: the api-server serves artifacts only from such a place, whatever an XCom says."""
-    digest = hashlib.sha256(run_id.encode()).hexdigest()[:10]
     parts = location.rstrip("/").split("/")
-    return len(parts) > RUN_DEPTH and parts[-RUN_DEPTH:-2] == [_safe(dag_id), f"{_safe(run_id)}~{digest}"]
+    return len(parts) > RUN_DEPTH and parts[-RUN_DEPTH:-2] == _run_folders(dag_id, run_id)
 
 
 def attempt_dir(run_path: Path, attempt: int) -> Path:

@@ -170,10 +170,7 @@ class Attempt:
         extra = ["--no-use-colors", *rt.exclude_tests, *self.invocation.dbt_args]
         # Each attempt gets a fresh target folder; parse from the last run's state (or the project's
         # own target/), so the build starts as fast as `dbt build` in the project folder would.
-        for parse_state in (cached_parse, self.project.project_dir / "target" / "partial_parse.msgpack"):
-            if parse_state.is_file():
-                extra += ["--partial-parse-file-path", str(parse_state)]
-                break
+        extra += _parse_from(cached_parse, self.project.project_dir / "target" / "partial_parse.msgpack")
         selection = rt.selection
         command = self.command(
             "build",
@@ -229,10 +226,8 @@ class Attempt:
         started = time.monotonic()
         try:
             docs.mkdir(parents=True, exist_ok=True)
-            extra = ["--no-use-colors", "--static"]
-            parse_state = self.target_path / "partial_parse.msgpack"
-            if parse_state.is_file():  # the build's parse: docs generate compiles without parsing again
-                extra += ["--partial-parse-file-path", str(parse_state)]
+            # the build's parse: docs generate compiles without parsing again
+            extra = ["--no-use-colors", "--static", *_parse_from(self.target_path / "partial_parse.msgpack")]
             selection = self.rt.selection
             command = self.command(
                 "docs generate",
@@ -295,3 +290,9 @@ def finish_quietly(writer: ChannelWriter, error: str, exit_code: int | None = No
         writer.finish(FAILED, error, exit_code)
     except Exception:
         log.exception("Could not mark the run failed in the status channel")
+
+
+def _parse_from(*states: Path) -> list[str]:
+    """dbt's argument to start from the first partial-parse state that exists (none: a full parse)."""
+    found = next((state for state in states if state.is_file()), None)
+    return ["--partial-parse-file-path", str(found)] if found is not None else []

@@ -31,7 +31,15 @@ from airflow.sdk import AssetAlias, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from dbt_watcher import compat
-from dbt_watcher.channel.channel import FINISHED, TASKS, Invocation, RunStatus, StatusChannel
+from dbt_watcher.channel.channel import (
+    FINISHED,
+    TASKS,
+    ConsumerEntry,
+    Invocation,
+    RunStatus,
+    StatusChannel,
+    TaskMap,
+)
 from dbt_watcher.channel.liveness import heartbeat_interval
 from dbt_watcher.channel.store import Mirrored, ProducerXComs, RunAddress, TaskStateStore
 from dbt_watcher.channel.writer import ChannelWriter
@@ -249,13 +257,8 @@ class DbtProducerOperator(BaseOperator):
 
     def _task_map(self) -> dict[str, Any]:
         """Which consumer task watches which node: the UI plugin's key from dbt's nodes to tasks."""
-        return {
-            "group": self.runtime.group_id,
-            "tasks": {
-                c.task_id: {"node": c.watch.unique_id, "tests": list(c.watch.tests), "asset": c.asset_uri}
-                for c in self.consumers
-            },
-        }
+        entries = {c.task_id: ConsumerEntry(c.watch.unique_id, c.watch.tests, c.asset_uri) for c in self.consumers}
+        return TaskMap(self.runtime.group_id, entries).to_json()
 
     def _narrowing(self, context: Context) -> Narrowing:
         """What narrows this run's build (see :mod:`dbt_watcher.producer.narrowing`)."""

@@ -27,10 +27,10 @@ from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 
 from dbt_watcher import compat
-from dbt_watcher.channel.channel import INVOCATION, TASKS
+from dbt_watcher.channel.channel import INVOCATION, TASKS, TaskMap
 from dbt_watcher.producer.artifacts import is_run_location
 from dbt_watcher.ui.links import read_docs_token
-from dbt_watcher.ui.run_view import run_view
+from dbt_watcher.ui.run_view import artifacts_of, by_producer, run_view
 
 #: dbt's single-file docs site (``dbt docs generate --static``, in ``<artifacts>/docs``).
 DOCS_PAGE = "docs/static_index.html"
@@ -79,8 +79,8 @@ def create_app() -> FastAPI:
             run_id, producer, map_index = read_docs_token(token)
         except ValueError as exc:
             raise HTTPException(404, str(exc)) from exc
-        artifacts = _artifacts(compat.run_xcoms(dag_id, run_id, INVOCATION), producer, map_index)
-        page = _read(artifacts, dag_id, run_id, DOCS_PAGE)
+        values = by_producer(compat.run_xcoms(dag_id, run_id, INVOCATION)).get((producer, map_index), {})
+        page = _read(artifacts_of(values), dag_id, run_id, DOCS_PAGE)
         if page is None:
             raise HTTPException(
                 404,
@@ -90,14 +90,6 @@ def create_app() -> FastAPI:
         return Response(page, media_type="text/html", headers=DOCS_HEADERS)
 
     return app
-
-
-def _artifacts(rows: list[tuple[str, int, str, Any]], producer: str, map_index: int) -> str | None:
-    for task_id, index, key, value in rows:
-        if (task_id, index, key) == (producer, map_index, INVOCATION) and isinstance(value, dict):
-            artifacts = value.get("artifacts")
-            return artifacts if isinstance(artifacts, str) else None
-    return None
 
 
 def _read(artifacts: str | None, dag_id: str, run_id: str, relative: str) -> bytes | None:
@@ -130,17 +122,14 @@ def compiled_sql(
     Returns ``{"unique_id", "producer_task_id", "sql": [{"unique_id", "compiled_code"}], "note"}``; read from
     the unified ``run_results.json`` of the run (``compiled_code`` of each result, dbt's own field).
     """
-    for producer, index, key, value in rows:
-        if key != TASKS or index != map_index or not isinstance(value, dict):
+    for (producer, index), values in sorted(by_producer(rows).items()):
+        tasks = TaskMap.from_json(values.get(TASKS)) if index == map_index else None
+        entry = tasks.tasks.get(task_id) if tasks is not None else None
+        if entry is None:
             continue
-        tasks = value.get("tasks")
-        entry = tasks.get(task_id) if isinstance(tasks, dict) else None
-        if not isinstance(entry, dict) or not isinstance(entry.get("node"), str):
-            continue
-        tests = entry.get("tests")
-        wanted = [entry["node"], *(tests if isinstance(tests, list) else [])]
-        answer: dict[str, Any] = {"unique_id": entry["node"], "producer_task_id": producer, "sql": [], "note": None}
-        found = _read(_artifacts(rows, producer, map_index), dag_id, run_id, "run_results.json")
+        wanted = [entry.node, *entry.tests]
+        answer: dict[str, Any] = {"unique_id": entry.node, "producer_task_id": producer, "sql": [], "note": None}
+        found = _read(artifacts_of(values), dag_id, run_id, "run_results.json")
         try:
             results = json.loads(found)["results"] if found is not None else None
             by_id = {r.get("unique_id"): r for r in results if isinstance(r, dict)} if results else None

@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from dbt_watcher.channel.channel import HEAD, INVOCATION, TASKS, ChannelReader
+from dbt_watcher.channel.channel import HEAD, INVOCATION, TASKS, ChannelReader, Invocation, TaskMap
 from dbt_watcher.invocation.events import NodeResult
 
 Row = tuple[str, int, str, Any]
@@ -40,25 +40,36 @@ class _Values:
         raise NotImplementedError
 
 
-def run_view(rows: Iterable[Row]) -> dict[str, Any]:
-    """The run page's data for every dbt-watcher group of one DAG run (see the module docstring)."""
+def by_producer(rows: Iterable[Row]) -> dict[tuple[str, int], dict[str, Any]]:
+    """The rows as {(producer task id, map index): {key: value}}: one entry per group's channel."""
     producers: dict[tuple[str, int], dict[str, Any]] = defaultdict(dict)
     for task_id, map_index, key, value in rows:
         producers[(task_id, map_index)][key] = value
+    return producers
+
+
+def artifacts_of(values: Mapping[str, Any]) -> str | None:
+    """Where a group's run keeps its artifacts, from the producer's invocation record."""
+    invocation = Invocation.from_json(values.get(INVOCATION))
+    return invocation.artifacts if invocation is not None and isinstance(invocation.artifacts, str) else None
+
+
+def run_view(rows: Iterable[Row]) -> dict[str, Any]:
+    """The run page's data for every dbt-watcher group of one DAG run (see the module docstring)."""
     groups = [
         _group(task_id, map_index, values)
-        for (task_id, map_index), values in sorted(producers.items())
+        for (task_id, map_index), values in sorted(by_producer(rows).items())
         if HEAD in values or TASKS in values
     ]
     return {"groups": groups}
 
 
 def _group(task_id: str, map_index: int, values: Mapping[str, Any]) -> dict[str, Any]:
-    tasks: Mapping[str, Any] = values[TASKS] if isinstance(values.get(TASKS), Mapping) else {}
-    watched, unreadable = _watched(tasks.get("tasks"))
+    tasks = TaskMap.from_json(values.get(TASKS, {}))
+    unreadable = None if tasks is not None else "the group's task map (dbt_watcher.tasks) is not readable"
+    watched = _watched(tasks) if tasks is not None else {}
     read = ChannelReader().read(_Values(values))
     status = read.status
-    invocation: Mapping[str, Any] = values[INVOCATION] if isinstance(values.get(INVOCATION), Mapping) else {}
     silent = None if status is not None else "the producer has published no status yet"
     problem = read.malformed or unreadable or silent
     results = sorted(
@@ -66,7 +77,7 @@ def _group(task_id: str, map_index: int, values: Mapping[str, Any]) -> dict[str,
         key=lambda r: (r.started_at or r.completed_at or "~", r.unique_id),
     )
     return {
-        "group": tasks.get("group") or task_id.rpartition(".")[0],
+        "group": (tasks.group if tasks is not None else "") or task_id.rpartition(".")[0],
         "producer_task_id": task_id,
         "map_index": map_index,
         "phase": str(status.state) if status is not None else None,
@@ -74,29 +85,20 @@ def _group(task_id: str, map_index: int, values: Mapping[str, Any]) -> dict[str,
         "exit_code": status.exit_code if status is not None else None,
         "error": status.error if status is not None else None,
         "problem": problem,
-        "artifacts": invocation.get("artifacts"),
+        "artifacts": artifacts_of(values),
         "nodes": [_node(r, watched.get(r.unique_id)) for r in results],
         "waiting": sorted(set(watched) - {r.unique_id for r in results}),
     }
 
 
-def _watched(consumers: Any) -> tuple[dict[str, tuple[str, bool, str | None]], str | None]:
-    """unique id -> (consumer task id, is a gating test, asset URI), from the ``dbt_watcher.tasks`` XCom;
-    and why it could not be read, if it could not."""
+def _watched(tasks: TaskMap) -> dict[str, tuple[str, bool, str | None]]:
+    """unique id -> (consumer task id whose verdict it is, is a gating test, asset URI)."""
     watched: dict[str, tuple[str, bool, str | None]] = {}
-    if consumers is None:
-        return watched, None
-    if not isinstance(consumers, Mapping):
-        return watched, "the group's task map (dbt_watcher.tasks) is not readable"
-    for consumer, entry in consumers.items():
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("node"), str):
-            return {}, f"the group's task map (dbt_watcher.tasks) is not readable at {str(consumer)[:100]}"
-        tests = entry.get("tests")
-        for test in tests if isinstance(tests, list) else ():
-            watched.setdefault(str(test), (str(consumer), True, None))
-        asset = entry.get("asset")
-        watched[entry["node"]] = (str(consumer), False, asset if isinstance(asset, str) else None)
-    return watched, None
+    for consumer, entry in tasks.tasks.items():
+        for test in entry.tests:
+            watched.setdefault(test, (consumer, True, None))
+        watched[entry.node] = (consumer, False, entry.asset)
+    return watched
 
 
 def node_name(unique_id: str) -> str:
