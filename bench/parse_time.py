@@ -53,7 +53,7 @@ if sys.argv[2] == "no-dbt":
                 raise ImportError(name + " is not installed here")
     sys.meta_path.insert(0, NoDbt())
 import airflow.sdk  # the dag-processor has Airflow imported before it parses a file
-from airflow.dag_processing.dagbag import DagBag
+from dbt_watcher.airflow_lines import dag_bag as DagBag
 started = time.perf_counter()
 bag = DagBag(dag_folder=sys.argv[1])
 seconds = time.perf_counter() - started

@@ -18,7 +18,7 @@ os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "cache"
     monkeypatch.setenv("DBT_WATCHER_CACHE_DIR", str(path))
-    from dbt_watcher.project import project
+    from dbt_watcher.project import cache
 
-    monkeypatch.setattr(project, "_memory_cache", {})
+    monkeypatch.setattr(cache, "_memory_cache", {})
     return path

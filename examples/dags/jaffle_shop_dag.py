@@ -20,9 +20,11 @@ DUCKDB = PROJECT / os.environ.get("JAFFLE_DUCKDB_PATH", "jaffle_shop.duckdb")
 
 
 @dbt_watcher_group(project_dir="../jaffle_shop", threads=4, operator_args={"retries": 1})
-def jaffle_shop(params):
-    # Runs in the producer just before `dbt build`: add run-time dbt arguments here.
-    return {"vars": {"report_currency": params.get("currency", "EUR")}}
+def jaffle_shop(params=None):
+    # Runs in the producer just before `dbt build`, which passes the run's params (an Airflow context
+    # key; the default lets the DAG call jaffle_shop() without it, as with TaskFlow): add run-time dbt
+    # arguments here.
+    return {"vars": {"report_currency": (params or {}).get("currency", "EUR")}}
 
 
 def load_app_events(count: int = 5) -> int:

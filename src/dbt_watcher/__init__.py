@@ -26,24 +26,24 @@ __all__ = [
 ]
 
 _EXPORTS = {
-    "dbt_watcher_group": "dbt_watcher.decorator",
-    "WatcherGroupFactory": "dbt_watcher.decorator",
-    "DbtWatcherGroup": "dbt_watcher.plan.group",
+    "dbt_watcher_group": "dbt_watcher.group.decorator",
+    "WatcherGroupFactory": "dbt_watcher.group.decorator",
+    "DbtWatcherGroup": "dbt_watcher.group.task_group",
     "WatcherConfig": "dbt_watcher.config",
     "ConfigurationError": "dbt_watcher.errors",
     "DbtInvocationError": "dbt_watcher.errors",
     "DbtWatcherError": "dbt_watcher.errors",
-    "DbtWatcherTranslator": "dbt_watcher.translator",
+    "DbtWatcherTranslator": "dbt_watcher.rules.translator",
     "DbtNode": "dbt_watcher.project.graph",
 }
 
 if TYPE_CHECKING:
     from dbt_watcher.config import WatcherConfig
-    from dbt_watcher.decorator import WatcherGroupFactory, dbt_watcher_group
     from dbt_watcher.errors import ConfigurationError, DbtInvocationError, DbtWatcherError
-    from dbt_watcher.plan.group import DbtWatcherGroup
+    from dbt_watcher.group.decorator import WatcherGroupFactory, dbt_watcher_group
+    from dbt_watcher.group.task_group import DbtWatcherGroup
     from dbt_watcher.project.graph import DbtNode
-    from dbt_watcher.translator import DbtWatcherTranslator
+    from dbt_watcher.rules.translator import DbtWatcherTranslator
 
 
 def __getattr__(name: str) -> Any:

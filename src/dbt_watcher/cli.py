@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dbt_watcher import airflow_lines
 from dbt_watcher.errors import DbtWatcherError
+from dbt_watcher.modes import TestBehavior
 
 _LEVEL_NAMES = {logging.INFO: "note", logging.WARNING: "warning"}
 
@@ -42,7 +44,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def prepare(paths: Sequence[Path]) -> int:
     """Import the DAG files under ``paths`` as Airflow's DagBag does, writing every group's prepared
     graph; print what was written. Exit status 1 when a file fails to import (with its error)."""
-    from airflow.dag_processing.dagbag import DagBag
     from airflow.utils.file import list_py_file_paths
 
     from dbt_watcher.project import prepared
@@ -60,7 +61,7 @@ def prepare(paths: Sequence[Path]) -> int:
             # imported by another is not a duplicate there).
             files = [Path(f) for f in list_py_file_paths(folder)] if path.is_dir() else [path.resolve()]
             for file in sorted(files):  # a folder's files as the dag-processor lists them (.airflowignore)
-                bag = DagBag(dag_folder=str(file))
+                bag = airflow_lines.dag_bag(dag_folder=str(file))
                 for name, error in sorted(bag.import_errors.items()):
                     print(f"error: {name}: {error}", file=sys.stderr)
                     failed += 1
@@ -100,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         "--connection-id", help="an Airflow connection to render the profile from (AIRFLOW_CONN_<ID> works)"
     )
     render.add_argument(
-        "--test-behavior", default="build", choices=("build", "none", "after_all", "after_each"), help="test_behavior="
+        "--test-behavior", default="build", choices=[str(b) for b in TestBehavior], help="test_behavior="
     )
     render.add_argument("--group-id", default="dbt", help="TaskGroup id used in the preview (default: dbt)")
     render.add_argument("--non-deferrable", action="store_true", help="preview deferrable=False")
@@ -113,8 +114,8 @@ def _parser() -> argparse.ArgumentParser:
 def render_preview(args: argparse.Namespace) -> str:
     from airflow.sdk import DAG
 
-    from dbt_watcher.decorator import dbt_watcher_group
-    from dbt_watcher.plan.notes import plan_notes
+    from dbt_watcher.group.decorator import dbt_watcher_group
+    from dbt_watcher.group.notes import plan_notes
 
     # Airflow's logging setup sends INFO lines to stdout; the preview's notes are printed below instead.
     logging.getLogger("dbt_watcher").setLevel(logging.ERROR)
@@ -144,15 +145,22 @@ def render_preview(args: argparse.Namespace) -> str:
     tasks = sorted(dag.tasks, key=lambda t: (t.task_id != group.full_id("dbt_producer"), t.task_id))
     edges = sorted((t.task_id, down) for t in tasks for down in t.downstream_task_ids)
     notes = plan_notes(group.graph, group.plan, factory.config)
+    expected = {spec.node.unique_id: spec.tests for spec in group.plan.consumers}
     parts: list[str] = []
     if args.format in ("text", "both"):
-        parts.append(_as_text(group.graph.project_name, tasks, edges, notes))
+        parts.append(_as_text(group.graph.project_name, tasks, edges, notes, expected))
     if args.format in ("mermaid", "both"):
         parts.append(_as_mermaid(tasks, edges))
     return "\n\n".join(parts)
 
 
-def _as_text(project: str, tasks: list[Any], edges: list[tuple[str, str]], notes: list[tuple[int, str]]) -> str:
+def _as_text(
+    project: str,
+    tasks: list[Any],
+    edges: list[tuple[str, str]],
+    notes: list[tuple[int, str]],
+    expected: Mapping[str, Sequence[str]],
+) -> str:
     width = max(len(t.task_id) for t in tasks)
     lines = [f"dbt project {project}: {len(tasks)} tasks, {len(edges)} edges", ""]
     for task in tasks:
@@ -162,9 +170,11 @@ def _as_text(project: str, tasks: list[Any], edges: list[tuple[str, str]], notes
         lines.append(f"  {task.task_id:<{width}}  {what}  <- {upstream}")
         if consumer is not None and consumer.asset_uri:
             lines.append(f"  {'':<{width}}    asset: {consumer.asset_uri}")
-        if consumer is not None and consumer.watch.tests:
-            # The attachment rule made visible: which tests gate this task's green (docs/tests.md).
-            lines.append(f"  {'':<{width}}    gated by: {', '.join(sorted(consumer.watch.tests))}")
+        tests = expected.get(consumer.watch.unique_id, ()) if consumer is not None and consumer.watch.gated else ()
+        if tests:
+            # The attachment rule made visible: the tests that gate this task's green when the run selects
+            # them as the DAG file does (the run's own dbt selection decides; docs/reliability.md).
+            lines.append(f"  {'':<{width}}    gated by: {', '.join(sorted(tests))}")
     if notes:
         lines.append("")
         lines.extend(f"{_LEVEL_NAMES.get(level, 'note')}: {message}" for level, message in notes)

@@ -161,6 +161,20 @@ def runs_inline(context: Mapping[str, Any]) -> bool:
     return type(_comms()).__name__ == "InProcessSupervisorComms"
 
 
+def dbt_selected_resources() -> list[str]:
+    """The unique ids dbt selected for the invocation running in this process (read when dbt fires
+    ``ConcurrencyLine``: its graph queue exists, no node has run).
+
+    Public replacement: none. This is the module global behind dbt's documented ``selected_resources``
+    Jinja variable (``dbt/selected_resources.py``, set by ``NodeSelector.get_graph_queue``); dbt fires no
+    event that lists the selection. A dbt without it yields no selection, and the producer then takes the
+    selection from dbt's closing record (:mod:`dbt_watcher.invocation.selection`).
+    """
+    from dbt.selected_resources import SELECTED_RESOURCES
+
+    return [str(uid) for uid in SELECTED_RESOURCES]
+
+
 def sensitive_name(name: str) -> bool | None:
     """Airflow's rule for names whose values it masks (``password``, ``token``, ``secret``, ``private_key``,
     ``passphrase``, ..., and ``[core] sensitive_var_conn_names``); None when the rule cannot be imported."""

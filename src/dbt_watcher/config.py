@@ -7,13 +7,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from dbt_watcher.checks import check_config
 from dbt_watcher.errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from dbt_watcher.translator import DbtWatcherTranslator
+from dbt_watcher.modes import ProducerRetry, TestBehavior
+from dbt_watcher.rules.translator import DEFAULT_TRANSLATOR, DbtWatcherTranslator
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ class WatcherConfig:
     #: Where dbt tests run: "build" (in the producer's build, gating their model's consumer), "none",
     #: "after_all" (one task runs the selection's tests after every consumer), "after_each" (one
     #: task per model watches that model's tests, after its consumer).
-    test_behavior: Literal["build", "none", "after_all", "after_each"] = "build"
+    test_behavior: TestBehavior = TestBehavior.BUILD
     #: Run ``dbt source freshness`` first and leave out nodes downstream of stale sources; True for
     #: dbt's verdict (error = stale) or a function deciding from the results.
     source_freshness: bool | Callable[..., Mapping[str, str]] = False
@@ -98,7 +97,7 @@ class WatcherConfig:
     install_deps: bool = False
 
     #: How dbt nodes become Airflow objects (task ids, asset URIs, lineage names, docs, per-node
-    #: operator arguments): a :class:`~dbt_watcher.translator.DbtWatcherTranslator` (subclass);
+    #: operator arguments): a :class:`~dbt_watcher.rules.translator.DbtWatcherTranslator` (subclass);
     #: default: dbt-watcher's rules.
     translator: DbtWatcherTranslator | None = None
     #: Add a ``dbt_audit`` task that, once every consumer ended, checks each one's state against
@@ -112,7 +111,16 @@ class WatcherConfig:
     status_retention: timedelta | float = timedelta(days=30)
 
     def __post_init__(self) -> None:
-        check_config(self)
+        check_config(vars(self))
+        # Passed as text ("after_all"); kept as the enum every rule asks.
+        object.__setattr__(self, "test_behavior", TestBehavior(self.test_behavior))
+
+    @property
+    def retry_mode(self) -> ProducerRetry:
+        """What a later producer attempt does once dbt built in the run."""
+        if not self.producer_retry_skip:
+            return ProducerRetry.REBUILD
+        return ProducerRetry(self.producer_retry)
 
     @property
     def select_template(self) -> str | None:
@@ -124,6 +132,20 @@ class WatcherConfig:
     def parse_env(self) -> dict[str, str]:
         """``env`` without its templated values (they exist only at run time)."""
         return {k: v for k, v in (self.env or {}).items() if not _is_template(v)}
+
+    @property
+    def parse_settings(self) -> dict[str, Any]:
+        """What this group's parameters decide about dbt's parse of the project (a prepared graph's key)."""
+        return {
+            "profile": self.profile,
+            "target": self.target,
+            "profiles_dir": _text(self.profiles_dir),
+            "connection_id": self.connection_id,
+            "profile_args": self.profile_args,
+            "env": self.parse_env,
+            "dbt_executable": _text(self.dbt_executable),
+            "vars": self.vars,
+        }
 
     @property
     def timeout_seconds(self) -> float:
@@ -143,8 +165,6 @@ class WatcherConfig:
     @property
     def naming(self) -> DbtWatcherTranslator:
         """The translator in use (``translator=``, else the default rules)."""
-        from dbt_watcher.translator import DEFAULT_TRANSLATOR
-
         return self.translator if self.translator is not None else DEFAULT_TRANSLATOR
 
     def artifacts_root(self) -> Path:
@@ -152,6 +172,10 @@ class WatcherConfig:
             return Path(os.path.expanduser(os.fspath(self.artifacts_dir)))
         home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
         return Path(home) / "dbt-watcher" / "artifacts"
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value is not None else None
 
 
 def _is_template(text: str) -> bool:

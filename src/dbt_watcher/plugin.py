@@ -14,12 +14,17 @@ or ``airflow plugins``.
 
 from __future__ import annotations
 
+import logging
 import sys
 from functools import cache
 from typing import Any
 
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
+
+from dbt_watcher import airflow_lines
+
+log = logging.getLogger(__name__)
 
 _TRIGGERER_MODULE = "airflow.jobs.triggerer_job_runner"
 
@@ -39,23 +44,33 @@ class JobStartListener:
 
 @cache
 def _fastapi_apps() -> list[dict[str, Any]]:
+    if not airflow_lines.has_external_views():
+        # Without external views (Airflow 3.0) a plugin page gets no browser session, so the UI could
+        # not authorise a browser's request: it stays off rather than open.
+        log.info(
+            "dbt-watcher: the UI plugin is off on Airflow %s (it needs external views, Airflow 3.1+)",
+            airflow_lines.airflow_version(),
+        )
+        return []
     from dbt_watcher.ui.app import create_app
 
     return [{"app": create_app(), "url_prefix": "/dbt-watcher", "name": "dbt-watcher"}]
 
 
+#: The "dbt build" tab of every DAG run page. Airflow replaces {DAG_ID} and {RUN_ID}; a relative href
+#: resolves against the UI's base URL.
+_RUN_TAB = {
+    "name": "dbt build",
+    "href": "dbt-watcher/run?dag_id={DAG_ID}&run_id={RUN_ID}",
+    "destination": "dag_run",
+    "url_route": "dbt-build",
+}
+
+
 class DbtWatcherPlugin(AirflowPlugin):
     name = "dbt_watcher"
     listeners = [JobStartListener()]
-    # Airflow replaces {DAG_ID} and {RUN_ID}; a relative href resolves against the UI's base URL.
-    external_views = [
-        {
-            "name": "dbt build",
-            "href": "dbt-watcher/run?dag_id={DAG_ID}&run_id={RUN_ID}",
-            "destination": "dag_run",
-            "url_route": "dbt-build",
-        }
-    ]
+    external_views = [_RUN_TAB] if airflow_lines.has_external_views() else []
 
     @property
     def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]  # read on an instance

@@ -7,7 +7,10 @@ without a state yet (Airflow stores NULL) is read as :data:`NO_STATE`.
 
 from __future__ import annotations
 
-from airflow.sdk import TaskInstanceState as TaskState
+try:
+    from airflow.sdk import TaskInstanceState as TaskState
+except ImportError:  # pragma: no cover - Airflow 3.0's Task SDK does not export it; the same enum
+    from airflow.utils.state import TaskInstanceState as TaskState  # type: ignore[no-redef,assignment,unused-ignore]
 
 __all__ = ["ENDED", "NOT_STARTED", "NO_STATE", "WAITING", "TaskState"]
 

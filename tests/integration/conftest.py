@@ -22,10 +22,13 @@ import pytest
 from devstack import services
 from devstack.stack import COMPONENTS, AirflowStack
 
+from ..airflow_line import ROW
 from ..conftest import EXAMPLES
 from .wide_project import write_wide_project
 
 HERE = Path(__file__).parent
+#: The DAG files a version row's real-stack subset (``-m row``) runs: fewer files for its dag-processor.
+ROW_DAG_FILES = ("jaffle_shop_dag.py", "jaffle_reports_dag.py", "shop_dags.py")
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +39,10 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # The CeleryExecutor test's DAG runs here too, on the LocalExecutor, for comparison.
     for dag_file in [*(HERE / "dags").glob("*.py"), *(HERE / "celery_dags").glob("*.py")]:
         shutil.copy(dag_file, root / "dags" / dag_file.name)
+    if ROW:
+        for dag_file in (root / "dags").glob("*.py"):
+            if dag_file.name not in ROW_DAG_FILES:
+                dag_file.unlink()
     shutil.copytree(HERE / "projects", root / "projects", ignore=ignore)
     # The same project as a fresh checkout would have it: packages not installed yet.
     shutil.copytree(HERE / "projects" / "names", root / "projects" / "names_nodeps", ignore=ignore)
@@ -105,8 +112,10 @@ WAREHOUSE_PASSWORD = "not-a-real-secret-4711"
 
 @pytest.fixture(scope="session")
 def stack(
-    workspace: Path, pg_database: str, dbt_venv: Path, markers: Path, openlineage_file: Path
+    request: pytest.FixtureRequest, workspace: Path, pg_database: str, markers: Path, openlineage_file: Path
 ) -> Iterator[AirflowStack]:
+    # dbt in a virtualenv of its own only for the DAGs that use it, which a version row does not run
+    dbt_venv = "" if ROW else str(request.getfixturevalue("dbt_venv"))
     connection = {
         "conn_type": "postgres",
         "host": "127.0.0.1",
@@ -122,7 +131,7 @@ def stack(
         extra_env={
             "JAFFLE_PG_DBNAME": pg_database,
             "SHOP_PG_DBNAME": pg_database,
-            "DBT_WATCHER_TEST_DBT_EXECUTABLE": str(dbt_venv),
+            "DBT_WATCHER_TEST_DBT_EXECUTABLE": dbt_venv,
             "DBT_WATCHER_TEST_MARKERS": str(markers),
             "AIRFLOW_CONN_SHOP_WAREHOUSE": json.dumps(connection),
             "DBTW_SHARED_ARTIFACTS": (workspace / "shared-artifacts").as_uri(),

@@ -7,7 +7,10 @@ wrote it, the results dbt's own log reports), each consumer's own rebuild
 manifest for which tests check which node — and assert:
 
 * a consumer is green ⟺ dbt's final status of its node is success and every test written on that
-  node (``attached_node``) passed or warned (a singular test gates its only parent);
+  node (``attached_node``; a singular test gates its only parent) that this run's dbt invocation
+  selected passed or warned. What the invocation selected is what its closing record lists (dbt's
+  run_results.json names every selected node, run or not); where an attempt left no closing record,
+  every test written on the node counts;
 * the producer is green ⟺ the run's dbt invocation exited 0 (no error, fail, skipped or partial
   success result, no failed hook: dbt's ``interpret_results``), or — for a producer attempt that built
   nothing — every consumer is green;
@@ -41,10 +44,12 @@ class DbtVerdict:
     names: dict[str, str] = field(default_factory=dict)  # node name (with _v<version>) -> unique id
     gating: dict[str, list[str]] = field(default_factory=dict)  # node -> tests written on it
     rebuilt: dict[str, dict[str, str]] = field(default_factory=dict)  # task id -> its own rebuild's statuses
+    #: An attempt left no closing record: what it selected is unknown, every test written on a node counts.
+    selection_unknown: bool = False
 
     def node_green(self, uid: str, task: str) -> bool:
         statuses = {**self.status, **self.rebuilt.get(task, {})}
-        tests = self.gating.get(uid, [])
+        tests = [t for t in self.gating.get(uid, []) if self.selection_unknown or t in statuses]
         return statuses.get(uid) == SUCCESS and all(statuses.get(t) in TEST_OK for t in tests)
 
 
@@ -107,7 +112,8 @@ def dbt_verdict(stack: AirflowStack, outcome: Outcome, group: str) -> DbtVerdict
         if not (attempt / "run_results.json").is_file():
             killed.update(_logged_results(attempt / "logs" / "dbt.log", manifest))
     unified = {r["unique_id"]: r["status"] for r in _results(folder / "run_results.json")}
-    verdict = DbtVerdict(folder, {**killed, **unified})
+    unrecorded = any(not (attempt / "run_results.json").is_file() for attempt in attempts)
+    verdict = DbtVerdict(folder, {**killed, **unified}, selection_unknown=unrecorded)
     if attempts:
         latest = _results(attempts[-1] / "run_results.json")
         verdict.clean_exit = bool(latest) and not any(r["status"] in NOT_CLEAN for r in latest)

@@ -41,7 +41,7 @@ CHECK = """
 import json, sys
 from airflow.providers_manager import ProvidersManager
 from airflow.sdk import Asset
-from dbt_watcher.lineage import dataset_name
+from dbt_watcher.rules.lineage import dataset_name
 
 manager = ProvidersManager()
 report = {}

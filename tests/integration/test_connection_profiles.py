@@ -21,8 +21,8 @@ import pytest
 import yaml
 from airflow.sdk import Connection
 
-from dbt_watcher.project.profiles import rendered_profile
-from dbt_watcher.project.project import DbtProject
+from dbt_watcher.invocation.command import DbtProject
+from dbt_watcher.invocation.profiles import rendered_profile
 
 pytestmark = pytest.mark.integration
 

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.integration
 DAG = "shop_duckdb"
 
 
+@pytest.mark.row
 def test_a_failing_model_turns_red_with_dbts_message_and_its_descendants_never_green(stack: AirflowStack) -> None:
     stack.wait_for_dags([DAG])
     run_id = stack.trigger(DAG, conf={"fail_model": "orders_enriched"})
@@ -59,6 +60,7 @@ def test_a_failing_test_fails_the_model_it_is_attached_to_and_names_it(stack: Ai
     assert_logged(stack, DAG, run_id, "shop.customer_stats", "customer_stats_valid")
 
 
+@pytest.mark.row
 def test_the_group_polls_once_per_tick_not_once_per_consumer(stack: AirflowStack) -> None:
     stack.wait_for_dags([DAG])
     run_id = stack.trigger(DAG, conf={"sleep_seconds": 3})
@@ -68,14 +70,19 @@ def test_the_group_polls_once_per_tick_not_once_per_consumer(stack: AirflowStack
         for t in stack.task_states(DAG, run_id)
         if t.startswith("shop.") and t not in ("shop.dbt_producer", "shop.dbt_audit")
     ]
-    pattern = r"Poll of shop for this run so far: (\d+) ticks, (\d+) channel reads, (\d+) task-state reads"
+    pattern = (
+        r"Poll of shop for this run so far: (\d+) ticks, (\d+) channel reads, (\d+) task-state reads, "
+        r"followed by (\d+) triggers"
+    )
     costs = []
     for task_id in consumers:
         found = re.findall(pattern, stack.task_log(DAG, run_id, task_id))
         assert found, f"{task_id} reports the shared poll's cost when it ends"
         costs.append(tuple(map(int, found[-1])))
-    ticks, reads, state_reads = max(costs)  # the last consumer to end saw the whole run's cost
+    ticks, reads, state_reads, followers = max(costs)  # the last consumer to end saw the whole run's cost
     print(f"{len(consumers)} consumers: {ticks} ticks, {reads} channel reads, {state_reads} task-state reads")
-    assert reads <= ticks + 1  # one head per tick (plus closed chunks, none at this size)
-    assert ticks < 3 * len(consumers)
+    # One poll for the whole run: every consumer (and the audit, which follows it from the start) followed
+    # it, and it read the channel's head once per tick (plus closed chunks, none at this size).
+    assert followers >= len(consumers)
+    assert reads <= ticks + 1
     assert state_reads < ticks  # Airflow's states only when a decision needs them

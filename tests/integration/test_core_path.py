@@ -66,6 +66,7 @@ def _check_run(stack: AirflowStack, dag_id: str, group: str, uri_prefix: str, re
     return delays
 
 
+@pytest.mark.row
 def test_duckdb_project_runs_once_with_live_consumers_and_assets(stack: AirflowStack) -> None:
     delays = _check_run(stack, "jaffle_shop_daily", "jaffle_shop", "duckdb://jaffle_shop/main/", "jaffle_orders_report")
     assert all(d > 0 for d in delays.values())  # no consumer ended before dbt finished its node

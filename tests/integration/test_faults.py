@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from dbt_watcher import airflow_lines
 from devstack.stack import AirflowStack
 
 from .conftest import asset_events
@@ -93,6 +94,7 @@ def _producer_pid(stack: AirflowStack, dag_id: str, run_id: str) -> int:
     return int(wait_until(pid, timeout=120))
 
 
+@pytest.mark.row
 def test_producer_killed_mid_build_on_duckdb_and_postgres(stack: AirflowStack) -> None:
     dags = {"shop_retry_duckdb": DUCK_SLOW, "shop_retry_postgres": PG_SLOW}
     runs = {dag: trigger(stack, dag, {"sleep_seconds": 20}) for dag in dags}
@@ -113,9 +115,12 @@ def test_producer_killed_mid_build_on_duckdb_and_postgres(stack: AirflowStack) -
         assert_verdicts(stack, out)
         assert all(out.group()[n] == "success" for n in nodes(slow)) and out.group()["dbt_audit"] == "success"
         producer = tries(stack, dag, out.run_id, "shop.dbt_producer")
-        # killed; its retry published what was built, built nothing, and is red: dbt never finished the build
-        assert [t[1] for t in producer] == ["failed", "failed"]
-        assert "did not finish" in stack.task_log(dag, out.run_id, "shop.dbt_producer", try_number=2)
+        if airflow_lines.has_task_state_store():
+            # killed; its retry published what was built, built nothing, and is red: dbt never finished the build
+            assert [t[1] for t in producer] == ["failed", "failed"]
+            assert "did not finish" in stack.task_log(dag, out.run_id, "shop.dbt_producer", try_number=2)
+        else:  # no record of the try to skip from (before Airflow 3.3): the producer has no retries
+            assert [t[1] for t in producer] == ["failed"]
         folder = artifacts(stack, out)
         assert sorted(p.name for p in folder.glob("attempt-*")) == ["attempt-1"]
         counts = builds(folder)
@@ -163,6 +168,7 @@ def test_producer_resume_mode_reruns_only_what_failed_in_one_invocation(stack: A
     assert all(counts[n] == 1 for n in nodes(DUCK_SLOW) if n not in ("flaky", "flaky_child"))
 
 
+@pytest.mark.row
 def test_ui_clear_of_a_failed_branch_rebuilds_it_in_dbt_order(stack: AirflowStack, workspace: Path) -> None:
     dag = "shop_duckdb"
     out = run(stack, dag, {"flaky": True})
@@ -177,6 +183,8 @@ def test_ui_clear_of_a_failed_branch_rebuilds_it_in_dbt_order(stack: AirflowStac
     assert all(s == "success" for t, s in out.group().items() if t != "dbt_producer")
     assert out.group()["dbt_producer"] == "failed"
     assert_verdicts(stack, out)
+    if not airflow_lines.has_task_state_store():
+        return  # below Airflow 3.3 a cleared producer has no record of the run and builds it again
     # as in the UI, with what follows the producer (`done` waited for it and is upstream_failed)
     stack.clear_tasks(dag, out.run_id, ["shop.dbt_producer"], downstream=True)
     out = finish(stack, dag, out.run_id)

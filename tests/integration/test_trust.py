@@ -157,7 +157,7 @@ def test_dag_test_runs_the_group_to_dbts_verdict(stack: AirflowStack, workspace:
     # Its own metadata database, so the stack's scheduler never sees this run.
     script = (
         "import sys\n"
-        "from airflow.dag_processing.dagbag import DagBag\n"
+        "from dbt_watcher.airflow_lines import dag_bag as DagBag\n"
         "dag = DagBag(dag_folder=sys.argv[1]).get_dag('shop_dag_test')\n"
         "run = dag.test(run_conf={'fail_model': 'orders_enriched'})\n"
         "print('STATES', {ti.task_id: ti.state for ti in run.get_task_instances()})\n"

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from dbt_watcher.ui.links import docs_page
+from dbt_watcher.rules.links import docs_page
 from devstack.browser import Browser
 from devstack.stack import COMPONENTS, AirflowStack
 

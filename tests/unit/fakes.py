@@ -1,10 +1,28 @@
-"""Fakes of what Airflow hands a task in its context, shared by the unit tests of the producer and the audit."""
+"""Fakes of the channel's store and of what Airflow hands a task in its context, shared by the unit tests."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from dbt_watcher.channel.store import MemoryStore
+
+class MemoryStore:
+    """A channel store in a dict (the producer's XComs or Task State Store, in unit tests)."""
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        self.data: dict[str, Any] = dict(data or {})
+        self.gets = self.sets = 0
+
+    def get(self, key: str) -> Any:
+        self.gets += 1
+        return self.data.get(key)
+
+    async def aget(self, key: str) -> Any:
+        return self.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        self.sets += 1
+        self.data[key] = value
 
 
 class OutletsFake:

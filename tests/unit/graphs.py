@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dbt_watcher.project.graph import DbtNode, ProjectGraph, Relation, Target
+from dbt_watcher.invocation.target import Target
+from dbt_watcher.project.graph import DbtNode, ProjectGraph, Relation
 
 DUCKDB = Target(adapter_type="duckdb", profile_name="p", target_name="dev", database="shop", schema="main", threads=4)
 

@@ -9,7 +9,7 @@ import pytest
 
 from dbt_watcher.config import WatcherConfig
 from dbt_watcher.errors import ConfigurationError
-from dbt_watcher.producer.artifacts import local_build_dir, run_dir, share
+from dbt_watcher.rules.artifacts import local_build_dir, run_dir, share
 
 
 def test_without_a_url_the_local_run_folder_is_the_location(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Asset URIs per warehouse (dbt_watcher.assets) and their OpenLineage names (dbt_watcher.lineage).
+"""Asset URIs per warehouse (dbt_watcher.rules.assets) and their OpenLineage names (dbt_watcher.rules.lineage).
 
 The URIs are checked against the providers' own URI checks in tests/integration/test_asset_uris.py;
 here each adapter's rule gives the documented URI, and each OpenLineage name equals what the
@@ -10,11 +10,12 @@ from __future__ import annotations
 import pytest
 from openlineage.client.naming import dataset as ol
 
-from dbt_watcher.assets import URI_RULES, relation_uri
 from dbt_watcher.errors import ConfigurationError
-from dbt_watcher.lineage import dataset_name
-from dbt_watcher.project.graph import Relation, Target
-from dbt_watcher.translator import DEFAULT_TRANSLATOR
+from dbt_watcher.invocation.target import Target
+from dbt_watcher.project.graph import Relation
+from dbt_watcher.rules.assets import URI_RULES, relation_uri
+from dbt_watcher.rules.lineage import dataset_name
+from dbt_watcher.rules.translator import DEFAULT_TRANSLATOR
 
 
 def target(adapter: str, **facts: object) -> Target:

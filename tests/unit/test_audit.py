@@ -8,22 +8,24 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 from airflow.triggers.base import TaskFailedEvent, TaskSuccessEvent, TriggerEvent
 
 from dbt_watcher import compat
-from dbt_watcher.assets import producer_alias
-from dbt_watcher.channel.channel import FINISHED, RunStatus
+from dbt_watcher.channel.records import RunStatus
+from dbt_watcher.channel.wire import FINISHED
 from dbt_watcher.config import WatcherConfig
 from dbt_watcher.consumer import audit as audit_module
 from dbt_watcher.consumer.audit import AuditTrigger, DbtAuditOperator
-from dbt_watcher.consumer.decision import View
-from dbt_watcher.consumer.emission import EMITTED
 from dbt_watcher.consumer.poller import Snapshot
+from dbt_watcher.invocation.command import DbtProject
 from dbt_watcher.invocation.events import NodeResult, NodeStatus
-from dbt_watcher.plan.group_plan import ConsumerSpec, ConsumerTask, Watch
-from dbt_watcher.plan.runtime import GroupRuntime
-from dbt_watcher.project.project import DbtProject, Selection
+from dbt_watcher.project.selection import Selection
+from dbt_watcher.rules.assets import producer_alias
+from dbt_watcher.rules.emission import EMITTED
+from dbt_watcher.rules.verdict import View
+from dbt_watcher.rules.watch import ConsumerTask, Watch
+from dbt_watcher.runtime.group_runtime import GroupRuntime
+from tests.airflow_line import TaskDeferred
 
 from ..conftest import JAFFLE_SHOP
 from .fakes import OutletsFake, TaskStateStoreFake
@@ -33,13 +35,20 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 A, B = "model.shop.a", "model.shop.b"
-CONSUMERS = {"shop.a": {"node": A, "tests": []}, "shop.b": {"node": B, "tests": []}}
+CONSUMERS = {"shop.a": {"node": A, "gated": True}, "shop.b": {"node": B, "gated": True}}
+#: The run's dbt invocation selected both nodes, no test of them.
+SELECTED: dict[str, dict[str, str]] = {A: {}, B: {}}
 
 
 def compare(producer: str, states: dict[str, str], results: dict[str, str], *, emits: bool = True) -> TriggerEvent:
     trigger = AuditTrigger(producer_task_id="shop.dbt_producer", poke_interval=1.0, consumers=CONSUMERS, emits=emits)
     status = RunStatus(
-        "gen1", 1, FINISHED, {uid: NodeResult(uid, NodeStatus(s), "model") for uid, s in results.items()}
+        "gen1",
+        1,
+        FINISHED,
+        {uid: NodeResult(uid, NodeStatus(s), "model") for uid, s in results.items()},
+        selection=SELECTED,
+        selection_attempt=1,
     )
     view = View(status, trusted=True, producer_state=producer, task_states=states)
     return asyncio.run(trigger._compare(Snapshot(view, None, 0, 0.0), states))
@@ -85,10 +94,9 @@ class Worker:
         consumers = [
             ConsumerTask(
                 f"shop.{uid.rsplit('.', 1)[-1]}",
-                ConsumerSpec(uid.rsplit(".", 1)[-1], model(uid.rsplit(".", 1)[-1]), (), ()),
+                model(uid.rsplit(".", 1)[-1]),
                 Watch(uid),
                 f"fqn:{uid}",
-                {},
                 asset_uri=f"duckdb://db/main/{uid.rsplit('.', 1)[-1]}",
                 ends_in_triggerer=True,
             )
@@ -103,6 +111,8 @@ class Worker:
             1,
             FINISHED,
             {A: NodeResult(A, NodeStatus.SUCCESS, "model"), B: NodeResult(B, NodeStatus.ERROR, "model")},
+            selection=SELECTED,
+            selection_attempt=1,
         )
         self.xcoms: dict[tuple[str, str], Any] = {}
         self.store = TaskStateStoreFake()

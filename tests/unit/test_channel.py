@@ -9,21 +9,14 @@ from typing import Any
 import pytest
 
 from dbt_watcher.channel import writer as writer_module
-from dbt_watcher.channel.channel import (
-    FINISHED,
-    HEAD,
-    RUNNING,
-    ChannelReader,
-    Invocation,
-    StatusChannel,
-    chunk_key,
-    decode_result,
-    encode_result,
-)
+from dbt_watcher.channel.channel import ChannelReader, StatusChannel
 from dbt_watcher.channel.liveness import Liveness, producer_stopped, stale_after, trusted
-from dbt_watcher.channel.store import MemoryStore, Mirrored
+from dbt_watcher.channel.records import Invocation
+from dbt_watcher.channel.store import Mirrored
+from dbt_watcher.channel.wire import FINISHED, HEAD, RUNNING, chunk_key, decode_result, encode_result
 from dbt_watcher.invocation.events import NodeResult
 from dbt_watcher.producer.ledger import AttemptRecord, Ledger, LedgerBook
+from tests.unit.fakes import MemoryStore
 
 
 def result(uid: str, status: str = "success", **kw: Any) -> NodeResult:
@@ -141,6 +134,34 @@ def test_the_writer_restores_an_emptied_store_and_carries_earlier_attempts_over(
     status = StatusChannel(store).read_all()
     assert status is not None and set(status.results) == {"model.p.a", "model.p.b"}
     assert status.results["model.p.b"].attempt == 2 and status.results["model.p.a"].attempt == 1
+
+
+def test_the_selection_travels_with_the_results_and_is_carried_to_later_attempts() -> None:
+    store = MemoryStore()
+    writer = StatusChannel(store).writer(generation="g1", attempt=1, heartbeat_interval=60.0)
+    writer.publish_selection({"model.p.a": {"test.p.t1": "fqn:p.t1"}, "model.p.b": {}})
+    writer.publish(result("model.p.a"))
+    writer.finish(FINISHED)
+    first = StatusChannel(store).read_all()
+    assert first is not None and first.selection_attempt == 1 and first.selection_current
+    assert first.selection == {"model.p.a": {"test.p.t1": "fqn:p.t1"}, "model.p.b": {}}
+    store.data.clear()  # a new try starts with empty XComs
+    second = StatusChannel(store).writer(generation="g1", attempt=2, heartbeat_interval=60.0)
+    second.carry_over(first)
+    second.finish(FINISHED)
+    carried = StatusChannel(store).read_all()
+    assert carried is not None and carried.selection == first.selection
+    assert carried.selection_attempt == 1 and not carried.selection_current  # attempt 2 selected nothing yet
+
+
+def test_a_selection_is_not_known_while_a_chunk_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = MemoryStore()
+    writer = StatusChannel(store).writer(generation="g1", attempt=1, heartbeat_interval=60.0)
+    writer.publish_selection({f"model.p.m{i}": {} for i in range(150)})  # more than one chunk
+    writer.finish(FINISHED)
+    del store.data[chunk_key(1, 0)]
+    status = StatusChannel(store).read_all()
+    assert status is not None and not status.complete and status.selection_attempt is None
 
 
 def test_the_mirror_gets_every_write_first() -> None:

@@ -15,9 +15,9 @@ import pytest
 
 from dbt_watcher.config import WatcherConfig
 from dbt_watcher.errors import ConfigurationError
-from dbt_watcher.plan.overrides import validate
-from dbt_watcher.project.connection_profiles import profile_outputs
-from dbt_watcher.project.secrets import profile_secrets, scrubbed_errors
+from dbt_watcher.group.overrides import validate
+from dbt_watcher.invocation.connection_profiles import profile_outputs
+from dbt_watcher.invocation.secrets import profile_secrets, scrubbed_errors
 
 from ..conftest import JAFFLE_SHOP
 
@@ -125,7 +125,7 @@ def test_a_dag_file_named_like_a_dbt_plugin_fails_at_once(tmp_path: Path, cache_
     )
     loader = (
         f"import json, sys; sys.path.insert(0, {str(tmp_path)!r})\n"
-        "from airflow.dag_processing.dagbag import DagBag\n"
+        "from dbt_watcher.airflow_lines import dag_bag as DagBag\n"
         f"bag = DagBag(dag_folder={str(dag_file)!r}, safe_mode=False)\n"
         "print(json.dumps({k: str(v) for k, v in bag.import_errors.items()}))\n"
     )

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from dbt_watcher.channel.channel import FAILED, FINISHED, RUNNING, RunStatus
-from dbt_watcher.consumer.decision import UNREADABLE_LIMIT, Action, Decision, View, decide, final_decision
+from dbt_watcher.channel.records import RunStatus
+from dbt_watcher.channel.wire import FAILED, FINISHED, RUNNING
 from dbt_watcher.invocation.events import NodeResult
-from dbt_watcher.plan.group_plan import Watch
+from dbt_watcher.rules.verdict import UNREADABLE_LIMIT, Action, Decision, View, decide, final_decision
+from dbt_watcher.rules.watch import Watch
 
 NODE = "model.shop.orders"
 TEST = "test.shop.unique_orders_id.abc"
 TEST2 = "test.shop.relationships_orders_customer.def"
 
 
+#: What the run's dbt invocation selected, unless a test says otherwise: the node and its two tests.
+SELECTED = {NODE: {TEST: "fqn:unique", TEST2: "fqn:relationships"}}
+
+
 def status(state: str = RUNNING, *results: NodeResult, attempt: int = 1, **kw: object) -> RunStatus:
+    kw.setdefault("selection", SELECTED)
+    kw.setdefault("selection_attempt", attempt)
     return RunStatus("gen1", attempt, state, {r.unique_id: r for r in results}, **kw)  # type: ignore[arg-type]
 
 
@@ -30,8 +37,9 @@ def run(
     return decide(watch, View(st, producer_state=producer, **kw), try_number=try_number)  # type: ignore[arg-type]
 
 
-W = Watch(NODE)
-TESTED = Watch(NODE, (TEST, TEST2))
+#: A consumer whose node's tests do not gate it, and one gated by the tests the run selected for its node.
+W = Watch(NODE, gated=False)
+TESTED = Watch(NODE)
 
 
 def test_green_only_for_a_success_in_this_run() -> None:
@@ -127,7 +135,7 @@ def test_silence_alone_never_ends_anything() -> None:
 def test_a_dead_producer_is_only_declared_by_airflow() -> None:
     d = run(W, status(RUNNING), producer="failed")
     assert d.action is Action.FAIL and "stopped" in d.reason
-    resuming = Watch(NODE, producer_resumes=True)
+    resuming = Watch(NODE, gated=False, producer_resumes=True)
     assert run(resuming, status(RUNNING), producer="up_for_retry").action is Action.WAIT
     assert run(W, status(RUNNING), producer="up_for_retry").action is Action.FAIL
 
@@ -156,7 +164,7 @@ def test_a_node_left_out_of_the_run_is_skipped() -> None:
 
 # ---------------------------------------------------------------- retries
 def test_retry_rebuilds_only_once_nobody_else_can_and_upstream_is_green() -> None:
-    watch = Watch(NODE, upstream=("g.stg",))
+    watch = Watch(NODE, gated=False, upstream=("g.stg",))
     failed = status(FINISHED, res(state="error"))
     assert run(watch, failed, try_number=2, producer="running").action is Action.WAIT
     assert run(watch, failed, try_number=2, producer="success").needs_task_states
@@ -167,7 +175,7 @@ def test_retry_rebuilds_only_once_nobody_else_can_and_upstream_is_green() -> Non
 
 
 def test_a_resuming_producer_is_waited_for_instead_of_rebuilding() -> None:
-    watch = Watch(NODE, producer_resumes=True)
+    watch = Watch(NODE, gated=False, producer_resumes=True)
     earlier = status(RUNNING, res(state="error", attempt=1), attempt=2)
     assert run(watch, earlier, try_number=2, producer="running").action is Action.WAIT
 
@@ -177,3 +185,44 @@ def test_final_decision_is_what_the_producer_uses_for_asset_events() -> None:
     assert (
         final_decision(TESTED, status(FINISHED, res(), res(TEST, "pass"), res(TEST2, "pass"))).action is Action.SUCCEED
     )
+
+
+# ---------------------------------------------------------------- the run decides which tests gate a consumer
+RUNTIME_ONLY = "test.shop.not_null_orders_amount_strict.aaa"
+
+
+def test_a_test_only_the_run_selected_gates_the_consumer() -> None:
+    # enabled by a run-time var: the DAG file never saw it, dbt's selection of this run has it
+    selected = {NODE: {RUNTIME_ONLY: "fqn:strict"}}
+    failed = run(TESTED, status(FINISHED, res(), res(RUNTIME_ONLY, "fail", message="4 rows"), selection=selected))
+    assert failed.action is Action.FAIL and "4 rows" in failed.reason
+    waiting = run(TESTED, status(RUNNING, res(), selection=selected))
+    assert waiting.action is Action.WAIT
+
+
+def test_tests_the_run_did_not_select_are_not_awaited() -> None:
+    # --indirect-selection cautious or empty, or tests disabled by run-time vars: dbt runs none of them
+    d = run(TESTED, status(FINISHED, res(), selection={NODE: {}}))
+    assert d.action is Action.SUCCEED
+
+
+def test_green_waits_for_the_runs_selection() -> None:
+    unknown = status(RUNNING, res(), selection={}, selection_attempt=None)
+    assert run(TESTED, unknown).action is Action.WAIT
+    never = run(TESTED, status(FINISHED, res(), selection={}, selection_attempt=None))
+    assert never.action is Action.FAIL and "which tests gate it is unknown" in never.reason
+
+
+def test_a_node_the_run_did_not_select_is_skipped_at_once_and_never_rebuilt() -> None:
+    other: dict[str, dict[str, str]] = {"model.shop.customers": {}}
+    d = run(TESTED, status(RUNNING, selection=other))
+    assert d.action is Action.SKIP and "did not select it" in d.reason
+    retry = run(TESTED, status(FINISHED, selection=other), try_number=2, producer="success")
+    assert retry.action is Action.SKIP
+    # before the current attempt's selection is known, the node may still be selected by it
+    assert run(TESTED, status(RUNNING, attempt=2, selection=other, selection_attempt=1)).action is Action.WAIT
+
+
+def test_a_result_for_a_node_the_selection_does_not_list_is_not_green() -> None:
+    d = run(TESTED, status(FINISHED, res(), selection={"model.shop.customers": {}}))
+    assert d.action is Action.FAIL and "did not report selecting it" in d.reason

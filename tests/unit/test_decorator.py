@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from airflow.models.taskinstance import TaskInstance
     from airflow.sdk.types import Operator
 
-    from dbt_watcher.project.graph import DbtNode, Relation, Target
+    from dbt_watcher.invocation.target import Target
+    from dbt_watcher.project.graph import DbtNode, Relation
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -63,7 +64,8 @@ def test_producer_gets_setup_operator_args_and_consumers_do_not() -> None:
 
 def test_deferrable_consumers_start_in_the_triggerer_and_wait_eagerly() -> None:
     with DAG("eager", schedule=None, start_date=START) as d:
-        jaffle_shop()
+        group = jaffle_shop()
+    assert group.plan is not None
     orders = d.task_dict["jaffle_shop.orders"]
     raw = d.task_dict["jaffle_shop.raw_orders"]
     assert isinstance(orders, DbtConsumerOperator) and orders.start_from_trigger
@@ -71,7 +73,8 @@ def test_deferrable_consumers_start_in_the_triggerer_and_wait_eagerly() -> None:
     kwargs = trigger_kwargs(orders)
     assert kwargs["node"] == "model.jaffle_shop.orders"
     assert kwargs["upstream"] == ["jaffle_shop.int_order_payments", "jaffle_shop.stg_orders"]
-    assert any("unique_orders_order_id" in t for t in kwargs["tests"])
+    assert kwargs["gated"] is True  # by the tests the run's dbt invocation selects for its node
+    assert any("unique_orders_order_id" in t for t in group.plan.find("orders").tests)  # what render expects
 
 
 def test_the_dag_serializes_for_the_scheduler() -> None:
@@ -138,7 +141,7 @@ def test_a_consumer_started_in_the_triggerer_lets_go_of_its_dag() -> None:
     del context
     gc.collect()
     assert dag_copy() is None
-    assert trigger.shared_stream_key() == ("dbt-watcher", "release", "r1", -1, "jaffle_shop.dbt_producer")
+    assert trigger.run_key() == ("dbt-watcher", "release", "r1", -1, "jaffle_shop.dbt_producer")
 
 
 def test_works_with_shift_operators_on_both_sides_inside_a_taskflow_dag() -> None:
@@ -235,7 +238,7 @@ def test_after_all_runs_the_tests_once_after_every_consumer() -> None:
         jaffle_shop.override(test_behavior="after_all")()
     tests = d.task_dict["jaffle_shop.dbt_tests"]
     assert len(tests.upstream_task_ids) == 18
-    assert trigger_kwargs(d.task_dict["jaffle_shop.orders"])["tests"] == []
+    assert trigger_kwargs(d.task_dict["jaffle_shop.orders"])["gated"] is False
 
 
 def test_after_each_adds_a_real_test_watcher_per_tested_model() -> None:
@@ -243,10 +246,10 @@ def test_after_each_adds_a_real_test_watcher_per_tested_model() -> None:
         jaffle_shop.override(test_behavior="after_each")()
     watcher = d.task_dict["jaffle_shop.orders_tests"]
     assert isinstance(watcher, DbtConsumerOperator) and watcher.watches_tests_only
-    assert watcher.upstream_task_ids == {"jaffle_shop.orders"} and len(watcher.watch.tests) == 3
+    assert watcher.upstream_task_ids == {"jaffle_shop.orders"} and watcher.watch.gated
     orders = d.task_dict["jaffle_shop.orders"]
     assert isinstance(orders, DbtConsumerOperator)
-    assert orders.watch.tests == ()
+    assert not orders.watch.gated
     assert "jaffle_shop.raw_orders_tests" not in d.task_dict  # seeds without tests get no watcher
     with pytest.raises(ConfigurationError, match="test_behavior"):
         jaffle_shop.override(test_behavior="sometimes")
@@ -284,7 +287,7 @@ def test_sources_templated_select_and_freshness_settings_reach_the_producer() ->
     producer = d.task_dict["shop.dbt_producer"]
     assert isinstance(producer, DbtProducerOperator)
     assert producer.dbt_select == "{{ params.select }}"  # rendered by Airflow at run time
-    assert len(group.consumers) == 13  # a templated select renders every node
+    assert len(group.consumers) == 14  # a templated select renders every node
     rt = producer.runtime
     assert rt.freshness_sources_by_id == {"source.shop.raw.events": "source:raw.events"}
     assert rt.source_selectors_by_uri == {"duckdb://shop/main/raw_events": "source:raw.events"}
@@ -299,7 +302,7 @@ def test_a_connection_replaces_profiles_yml(monkeypatch: pytest.MonkeyPatch, tmp
 
 
 def test_a_translator_changes_one_rule_and_keeps_the_others() -> None:
-    from dbt_watcher.translator import DbtWatcherTranslator
+    from dbt_watcher.rules.translator import DbtWatcherTranslator
 
     class Prefixed(DbtWatcherTranslator):
         def task_id(self, node: DbtNode) -> str:

@@ -15,7 +15,8 @@ from airflow.sdk import DAG
 
 from dbt_watcher import dbt_watcher_group
 from dbt_watcher.project import prepared
-from dbt_watcher.project.project import Selection
+from dbt_watcher.project.locate import locate_project
+from dbt_watcher.project.selection import Selection
 
 from .graphs import graph, model
 
@@ -31,7 +32,8 @@ def test_a_chain_two_thousand_models_deep_renders_and_serializes(tmp_path: Path,
     def chain() -> None: ...
 
     factory = dbt_watcher_group(project_dir=project, threads=8)(chain)
-    place = prepared.place(factory.config, tmp_path, Selection(), ())
+    root = locate_project(project, needs_profiles=False)
+    place = prepared.place(root, factory.config.parse_settings, Selection(), ())
     prepared.write_prepared(*place, graph(*nodes), frozenset())
     limit = sys.getrecursionlimit()
     with DAG("deep_chain", schedule=None, start_date=pendulum.datetime(2026, 1, 1)) as dag:

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from dbt_watcher.assets import producer_alias, relation_uri
-from dbt_watcher.channel.channel import Invocation
+from dbt_watcher.channel.records import Invocation
 from dbt_watcher.errors import ConfigurationError
 from dbt_watcher.invocation.events import InvocationEvents, node_result_from_event
+from dbt_watcher.invocation.target import Target
 from dbt_watcher.producer.run_args import call_hook, merge_returned
-from dbt_watcher.project.graph import Relation, Target
+from dbt_watcher.project.graph import Relation
+from dbt_watcher.rules.assets import producer_alias, relation_uri
 
 FINISHED_EVENT = {
     "node_info": {

@@ -27,7 +27,7 @@ EXPECTED = {
 LOADER = """
 import json, sys
 sys.path.insert(0, {dags!r})
-from airflow.dag_processing.dagbag import DagBag
+from dbt_watcher.airflow_lines import dag_bag as DagBag
 bag = DagBag(dag_folder={path!r}, safe_mode=False)
 print(json.dumps({{"dags": sorted(bag.dag_ids), "errors": {{k: str(v) for k, v in bag.import_errors.items()}}}}))
 """

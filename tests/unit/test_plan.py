@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
 
 from dbt_watcher.errors import ConfigurationError
-from dbt_watcher.plan.group_plan import PRODUCER_TASK_ID, assign_task_ids, build_plan
+from dbt_watcher.group.plan import assign_task_ids, build_plan
+from dbt_watcher.invocation.selection import TestFacts
 from dbt_watcher.project.graph import DbtNode
+from dbt_watcher.rules.gating import gated_node, gating
+from dbt_watcher.runtime.group_runtime import PRODUCER_TASK_ID
 
 from .graphs import dbt_test, graph, model
 
@@ -60,6 +64,31 @@ def test_tests_attach_to_their_model_and_multi_parent_tests_attach_once() -> Non
         "test.shop.unique_orders_id.abc",
     )
     assert plan.find("customers").tests == ()
+
+
+def test_a_test_written_on_a_source_gates_no_consumer_even_when_it_reads_a_model() -> None:
+    # a relationships test on a source column `to: ref('orders')`: dbt attaches it to no node
+    source_test = dbt_test("source_relationships", "source.shop.raw.payments", "model.shop.orders")
+    source_test = replace(source_test, file_key_name="sources.raw")
+    plan = build_plan(graph(model("orders"), source_test))
+    assert plan.find("orders").tests == ()
+    assert plan.unattached_tests == (
+        ("test.shop.source_relationships.abc", "it checks the source raw, which has no task"),
+    )
+
+
+def test_the_gating_rule_of_the_plan_and_of_the_run_is_one_rule() -> None:
+    consumers = {"model.shop.customers": 0, "model.shop.orders": 1}
+    attached = TestFacts("t1", attached_node="model.shop.customers", depends_on=("model.shop.orders",))
+    singular = TestFacts("t2", depends_on=("model.shop.customers", "model.shop.orders"), fqn=("shop", "t2"))
+    on_source = TestFacts("t3", file_key_name="sources.raw", depends_on=("model.shop.orders",))
+    gates, ungated = gating([attached, singular, on_source], consumers)
+    assert gates == {
+        "model.shop.customers": {"t1": "t1"},
+        "model.shop.orders": {"t2": "fqn:shop.t2,resource_type:test"},
+    }
+    assert set(ungated) == {"t3"}
+    assert gated_node(TestFacts("t4", attached_node="model.shop.ephemeral"), consumers)[0] is None
 
 
 def test_empty_selection_is_a_parse_time_error_naming_the_fix() -> None:
@@ -116,7 +145,7 @@ def test_selector_string_matches_the_node_alone() -> None:
 
 def test_plan_notes_warn_about_groups_too_large_for_their_waiting_mode() -> None:
     from dbt_watcher.config import WatcherConfig
-    from dbt_watcher.plan.notes import plan_notes
+    from dbt_watcher.group.notes import plan_notes
 
     def warnings(n: int, deferrable: bool) -> list[str]:
         g = graph(*(model(f"m{i}") for i in range(n)))

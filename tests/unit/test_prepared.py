@@ -29,7 +29,7 @@ class NoDbt(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, NoDbt())
 sys.path.insert(0, sys.argv[1])
-from airflow.dag_processing.dagbag import DagBag
+from dbt_watcher.airflow_lines import dag_bag as DagBag
 bag = DagBag(dag_folder=sys.argv[2])
 print(json.dumps({"errors": {k: v[-400:] for k, v in bag.import_errors.items()},
                   "tasks": {d: len(bag.dags[d].tasks) for d in bag.dags}}))
@@ -88,7 +88,7 @@ def test_a_prepared_graph_is_not_used_where_the_environment_chooses_otherwise(ex
 
 
 def test_running_dbt_without_the_profile_the_prepared_parse_did_without_fails_clearly(examples: Path) -> None:
-    from airflow.dag_processing.dagbag import DagBag
+    from dbt_watcher.airflow_lines import dag_bag as DagBag
 
     dag_file = examples / "dags" / "jaffle_shop_dag.py"
     assert main(["prepare", str(dag_file)]) == 0

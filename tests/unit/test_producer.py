@@ -10,22 +10,25 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from dbt_watcher import compat
-from dbt_watcher.assets import producer_alias
+from dbt_watcher.airflow_lines import AirflowException, AirflowFailException
 from dbt_watcher.channel.channel import StatusChannel
-from dbt_watcher.channel.store import MemoryStore
 from dbt_watcher.config import WatcherConfig
-from dbt_watcher.consumer.decision import Action, final_decision
-from dbt_watcher.consumer.emission import EMITTED, emitted_record
+from dbt_watcher.invocation.command import DbtProject
 from dbt_watcher.invocation.runners import Outcome
-from dbt_watcher.plan.group_plan import ConsumerSpec, ConsumerTask, Watch
-from dbt_watcher.plan.runtime import GroupRuntime
+from dbt_watcher.invocation.selection import TestFacts
 from dbt_watcher.producer import operator as producer_module
 from dbt_watcher.producer.ledger import LedgerBook
-from dbt_watcher.producer.operator import DbtProducerOperator, nodes_to_resume
-from dbt_watcher.project.project import DbtProject, Selection
+from dbt_watcher.producer.operator import DbtProducerOperator
+from dbt_watcher.producer.resume import nodes_to_resume
+from dbt_watcher.project.selection import Selection
+from dbt_watcher.rules.assets import producer_alias
+from dbt_watcher.rules.emission import EMITTED, emitted_record
+from dbt_watcher.rules.verdict import Action, final_decision
+from dbt_watcher.rules.watch import ConsumerTask, Watch
+from dbt_watcher.runtime.group_runtime import GroupRuntime
+from tests.unit.fakes import MemoryStore
 
 from ..conftest import JAFFLE_SHOP
 from .fakes import OutletsFake, TaskStateStoreFake
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 
 A, B = "model.shop.a", "model.shop.b"
 TEST_B = "test.shop.not_null_b.abc"
+TEST_FACTS = TestFacts(TEST_B, attached_node=B, file_key_name="models.b", depends_on=(B,), fqn=("shop", "not_null_b"))
 PRODUCER = "shop.dbt_producer"
 
 
@@ -66,6 +70,10 @@ class FakeRunner:
     def list_ids(self, command: Any) -> list[str]:
         return []
 
+    def test_facts(self, target_path: Path, test_ids: Any) -> dict[str, TestFacts]:
+        """The fake project's one test, on model b."""
+        return {t: TEST_FACTS for t in test_ids if t == TEST_B}
+
     def run(self, command: Any, on_event: Any = None) -> Outcome:
         self.commands.append(command)
         for i, (name, data) in enumerate(self.events):
@@ -81,6 +89,13 @@ class FakeRunner:
             ]
         command.target_path.mkdir(parents=True, exist_ok=True)
         (command.target_path / "run_results.json").write_text(json.dumps({"results": results}))
+        test = {
+            "attached_node": B,
+            "file_key_name": "models.b",
+            "depends_on": {"nodes": [B]},
+            "fqn": ["shop", "not_null_b"],
+        }
+        (command.target_path / "manifest.json").write_text(json.dumps({"nodes": {TEST_B: test}}))
         if self.die_at_end:
             raise SystemExit("killed after dbt wrote run_results.json")
         return Outcome(True, exit_code=self.code)
@@ -97,18 +112,17 @@ class Stage:
         self.clear_number = 0
         cfg = WatcherConfig(project_dir=str(JAFFLE_SHOP), artifacts_dir=str(tmp_path / "artifacts"), **config)
         project = DbtProject(JAFFLE_SHOP, JAFFLE_SHOP)
-        runtime = GroupRuntime(cfg, "shop", PRODUCER, project, Selection())
+        runtime = GroupRuntime(cfg, "shop", PRODUCER, project, Selection(), consumer_positions={A: 0, B: 1})
         consumers = [
             ConsumerTask(
                 f"shop.{uid.split('.')[-1]}",
-                ConsumerSpec(uid.split(".")[-1], model(uid.split(".")[-1]), (), ()),
-                Watch(uid, tests, (), runtime.producer_resumes),
+                model(uid.split(".")[-1]),
+                Watch(uid, True, (), runtime.producer_resumes),
                 f"fqn:shop.{uid}",
-                {t: f"sel:{t}" for t in tests},
                 asset_uri=f"duckdb://db/main/{uid.split('.')[-1]}" if emits else None,
                 ends_in_triggerer=emits,
             )
-            for uid, tests in ((A, ()), (B, (TEST_B,)))
+            for uid in (A, B)
         ]
         alias = producer_alias("d", "shop") if emits else None
         self.producer = DbtProducerOperator(task_id="dbt_producer", runtime=runtime, consumers=consumers, alias=alias)
@@ -291,7 +305,7 @@ def test_resume_rebuilds_failed_nodes_and_tests_not_green_consumers(
     from dbt_watcher.invocation.events import NodeResult
 
     broken: Mapping[str, NodeResult] = {**previous.results, TEST_B: NodeResult(TEST_B, "fail")}
-    assert nodes_to_resume(consumers, replace(previous, results=broken), {}) == (f"sel:{TEST_B}",)
+    assert nodes_to_resume(consumers, replace(previous, results=broken), {}) == (TEST_FACTS.selector,)
     assert nodes_to_resume(consumers, replace(previous, results=broken), {"shop.b": "success"}) == ()
 
 
@@ -313,7 +327,7 @@ def test_an_attempt_killed_after_dbt_finished_is_recovered_from_dbts_record(
 def test_a_hook_that_raises_is_published_at_once_and_consumers_wait_for_the_retry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dbt_watcher.consumer.decision import View, decide
+    from dbt_watcher.rules.verdict import View, decide
 
     stage = Stage(tmp_path, monkeypatch)
 

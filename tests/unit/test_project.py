@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from dbt_watcher.errors import ConfigurationError
-from dbt_watcher.project import manifest, project
-from dbt_watcher.project.project import DbtProject, Selection, load_graph
+from dbt_watcher.project import cache, manifest
+from dbt_watcher.project.cache import load_graph
+from dbt_watcher.project.locate import fingerprint, locate_project
+from dbt_watcher.project.selection import Selection
 
 from ..conftest import JAFFLE_SHOP
 
@@ -23,39 +25,39 @@ def jaffle(tmp_path: Path) -> Path:
 
 def test_missing_project_dir_names_the_path_and_the_fix(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="does not exist") as info:
-        DbtProject.locate(tmp_path / "nope")
+        locate_project(tmp_path / "nope")
     assert "project_dir=" in info.value.fix
 
 
 def test_a_folder_without_dbt_project_yml_is_not_a_project(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"no dbt_project\.yml"):
-        DbtProject.locate(tmp_path)
+        locate_project(tmp_path)
 
 
 def test_profiles_dir_without_profiles_yml_is_rejected(jaffle: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"holds no profiles\.yml"):
-        DbtProject.locate(jaffle, profiles_dir=tmp_path)
+        locate_project(jaffle, profiles_dir=tmp_path)
 
 
 def test_relative_paths_resolve_from_the_given_folder(jaffle: Path) -> None:
-    located = DbtProject.locate("jaffle_shop", relative_to=jaffle.parent)
+    located = locate_project("jaffle_shop", relative_to=jaffle.parent)
     assert located.project_dir == jaffle and located.profiles_dir == jaffle
 
 
 def test_fingerprint_changes_with_sources_but_not_with_target_or_logs(jaffle: Path) -> None:
-    p = DbtProject.locate(jaffle)
-    first, _ = p.fingerprint()
+    p = locate_project(jaffle)
+    first, _ = fingerprint(p)
     (jaffle / "target").mkdir()
     (jaffle / "target" / "junk.json").write_text("{}")
     (jaffle / "logs").mkdir()
     (jaffle / "logs" / "dbt.log").write_text("x")
-    assert p.fingerprint()[0] == first
+    assert fingerprint(p)[0] == first
     (jaffle / "models" / "staging" / "stg_orders.sql").write_text("select 1 as order_id")
-    assert p.fingerprint()[0] != first
+    assert fingerprint(p)[0] != first
 
 
 def test_graph_and_selection_come_from_dbt(jaffle: Path, cache_dir: Path) -> None:
-    graph = load_graph(DbtProject.locate(jaffle), Selection(select=("tag:marts",)))
+    graph = load_graph(locate_project(jaffle), Selection(select=("tag:marts",)))
     names = sorted(n.name for n in graph.selected_nodes(["model"]))
     assert names == ["customer_lifetime_value", "customers", "daily_revenue", "orders", "store_revenue"]
     # dbt's indirect selection brings the marts' tests along
@@ -78,9 +80,9 @@ def test_an_unchanged_project_never_starts_dbt_twice(
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(manifest, "build_graph", counting)
-    p = DbtProject.locate(jaffle)
+    p = locate_project(jaffle)
     first = load_graph(p, Selection())
-    monkeypatch.setattr(project, "_memory_cache", {})  # a new dag-processor child: disk cache only
+    monkeypatch.setattr(cache, "_memory_cache", {})  # a new dag-processor child: disk cache only
     second = load_graph(p, Selection())
     assert calls == ["dbt"] and first == second
     load_graph(p, Selection(select=("orders",)))  # another selection is another key
@@ -92,15 +94,15 @@ def test_an_unchanged_project_never_starts_dbt_twice(
 
 def test_unknown_selector_and_target_are_parse_time_errors(jaffle: Path, cache_dir: Path) -> None:
     with pytest.raises(ConfigurationError, match="selector='nightly'"):
-        load_graph(DbtProject.locate(jaffle), Selection(selector="nightly"))
+        load_graph(locate_project(jaffle), Selection(selector="nightly"))
     with pytest.raises(ConfigurationError, match="does not have a target named 'prod'"):
-        load_graph(DbtProject.locate(jaffle, target="prod"), Selection())
+        load_graph(locate_project(jaffle, target="prod"), Selection())
 
 
 def test_a_broken_project_reports_dbts_parse_error(jaffle: Path, cache_dir: Path) -> None:
     (jaffle / "models" / "marts" / "orders.sql").write_text("select * from {{ ref('no_such_model') }}")
     with pytest.raises(ConfigurationError, match="could not parse") as info:
-        load_graph(DbtProject.locate(jaffle), Selection())
+        load_graph(locate_project(jaffle), Selection())
     assert "no_such_model" in str(info.value)
 
 
@@ -110,9 +112,9 @@ def test_a_manifest_left_by_another_target_is_never_used(jaffle: Path, cache_dir
     profiles = jaffle / "profiles.yml"
     other_output = "    other:\n      type: duckdb\n      path: other.duckdb\n      schema: elsewhere\n"
     profiles.write_text(profiles.read_text().replace("    postgres:\n", other_output + "    postgres:\n"))
-    other = DbtProject.locate(jaffle, target="other")
+    other = locate_project(jaffle, target="other")
     assert run_dbt(other.command("parse", extra_args=("--quiet",))).success  # target/manifest.json for "other"
-    graph = load_graph(DbtProject.locate(jaffle), Selection())
+    graph = load_graph(locate_project(jaffle), Selection())
     orders = graph.nodes["model.jaffle_shop.orders"].relation
     assert orders is not None and (orders.database, orders.schema) == ("jaffle_shop", "main")
 
@@ -121,13 +123,13 @@ def test_an_environment_variable_the_profile_reads_is_part_of_the_cache_key(
     jaffle: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The example profile picks its target with env_var('JAFFLE_TARGET'): another value is another graph.
-    p = DbtProject.locate(jaffle)
-    fingerprint, names = p.fingerprint()
+    p = locate_project(jaffle)
+    files, names = fingerprint(p)
     assert {"JAFFLE_TARGET", "JAFFLE_PG_SCHEMA"} <= names
     monkeypatch.setenv("JAFFLE_TARGET", "duckdb")
-    first = project.cache_key(p, Selection(), fingerprint, (), names)
+    first = cache.cache_key(p, Selection(), files, (), names)
     monkeypatch.setenv("JAFFLE_TARGET", "postgres")
-    assert project.cache_key(p, Selection(), fingerprint, (), names) != first
+    assert cache.cache_key(p, Selection(), files, (), names) != first
     monkeypatch.setenv("JAFFLE_TARGET", "duckdb")
     monkeypatch.setenv("DBT_TARGET", "postgres")  # dbt's own default for --target
-    assert project.cache_key(p, Selection(), fingerprint, (), names) != first
+    assert cache.cache_key(p, Selection(), files, (), names) != first

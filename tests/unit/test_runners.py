@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from dbt_watcher.invocation.command import DbtProject
 from dbt_watcher.invocation.events import InvocationEvents, NodeResult
 from dbt_watcher.invocation.runners import InProcessDbt, SubprocessDbt
-from dbt_watcher.project.project import DbtProject
+from dbt_watcher.project.locate import locate_project
 
 from ..conftest import JAFFLE_SHOP
 
@@ -20,7 +21,7 @@ DBT = str(Path(sys.executable).parent / "dbt")
 def _project(tmp_path: Path, name: str) -> DbtProject:
     copy = tmp_path / name
     shutil.copytree(JAFFLE_SHOP, copy, ignore=shutil.ignore_patterns("target", "logs", "*.duckdb*"))
-    return DbtProject.locate(copy)
+    return locate_project(copy)
 
 
 def _comparable(result: NodeResult) -> tuple[object, ...]:
@@ -46,12 +47,29 @@ def test_both_runners_give_the_same_event_stream(tmp_path: Path) -> None:
         project = _project(tmp_path, name)
         results: list[NodeResult] = []
         command = project.command("build", target_path=tmp_path / f"{name}-target", log_path=tmp_path / f"{name}-logs")
-        outcome = runner.run(command, on_event=InvocationEvents(on_node=results.append))
+        events = InvocationEvents(on_node=results.append)
+        outcome = runner.run(command, on_event=events)
         assert outcome.ran and outcome.error is None and outcome.exit_code == 0
+        # dbt's own selection, reported before the first node, is what the build ran (unit tests aside)
+        assert events.selected == frozenset(r.unique_id for r in results if not r.unique_id.startswith("unit_test."))
         streams[name] = sorted(_comparable(r) for r in results)
         assert all("status" in r.asset_extra() for r in results)
     assert streams["in_process"] == streams["subprocess"]
     assert len(streams["in_process"]) == 31
+
+
+def test_the_selection_follows_the_invocations_indirect_selection(tmp_path: Path) -> None:
+    # --indirect-selection empty: dbt builds the model and none of its tests, so none may be awaited
+    project = _project(tmp_path, "indirect")
+    for mode, expect_tests in (("empty", False), ("eager", True)):
+        target = tmp_path / f"target-{mode}"
+        command = project.command(
+            "build", select=("orders",), target_path=target, extra_args=("--indirect-selection", mode)
+        )
+        events = InvocationEvents()
+        assert InProcessDbt().run(command, on_event=events).ran
+        assert events.selected is not None and "model.jaffle_shop.orders" in events.selected
+        assert any(uid.startswith("test.") for uid in events.selected) is expect_tests
 
 
 def test_both_runners_list_the_same_nodes_and_report_a_broken_profile(tmp_path: Path) -> None:
@@ -70,13 +88,13 @@ def test_env_is_set_for_the_session_masked_when_secret_and_restored_after(
 ) -> None:
     import os
 
-    from dbt_watcher.invocation import runners
+    from dbt_watcher.invocation import session
 
     masked: list[str] = []
     monkeypatch.setattr("airflow.sdk.log.mask_secret", lambda value, name=None: masked.append(value))
     project = DbtProject(project_dir=JAFFLE_SHOP, profiles_dir=tmp_path)
     env = {"JAFFLE_TARGET": "duckdb", "WAREHOUSE_PASSWORD": "pw-81723", "DBT_ENV_SECRET_TOKEN": "tok-3321"}
-    with runners.dbt_session(project, env=env) as (_project, runner):
+    with session.dbt_session(project, env=env) as (_project, runner):
         assert isinstance(runner, InProcessDbt)
         assert {k: os.environ.get(k) for k in env} == env
     assert not any(k in os.environ for k in env)
@@ -100,7 +118,7 @@ def test_install_deps_on_a_read_only_project_installs_into_a_copy(
 ) -> None:
     import os
 
-    from dbt_watcher.invocation import runners
+    from dbt_watcher.invocation import session
 
     helper = tmp_path / "helper_pkg"
     (helper / "macros").mkdir(parents=True)
@@ -112,7 +130,7 @@ def test_install_deps_on_a_read_only_project_installs_into_a_copy(
     real_access = os.access  # root may write anywhere: the bundle is made read-only for this check alone
     monkeypatch.setattr(os, "access", lambda p, mode: str(p) != str(bundle) and real_access(p, mode))
     project = DbtProject(project_dir=bundle, profiles_dir=bundle)
-    with runners.dbt_session(project, install_deps=True, with_secrets=False) as (used, _runner):
+    with session.dbt_session(project, install_deps=True, cache_dir=cache_dir, with_secrets=False) as (used, _runner):
         assert used.project_dir != bundle and used.project_dir.is_relative_to(cache_dir)
         assert (used.project_dir / "dbt_packages" / "helper_pkg").exists()
         assert used.profiles_dir == used.project_dir

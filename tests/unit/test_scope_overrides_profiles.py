@@ -10,12 +10,12 @@ import pytest
 import yaml
 
 from dbt_watcher.errors import ConfigurationError
+from dbt_watcher.group.overrides import node_args, validate, validate_mapping
+from dbt_watcher.invocation.connection_profiles import SECRET_PREFIX, profile_outputs
+from dbt_watcher.invocation.profiles import environment
 from dbt_watcher.invocation.runners import SourceFreshness
-from dbt_watcher.plan.overrides import node_args, validate, validate_mapping
 from dbt_watcher.producer.narrowing import RunScope, default_freshness_policy
-from dbt_watcher.project.connection_profiles import SECRET_PREFIX, profile_outputs
 from dbt_watcher.project.graph import ProjectGraph
-from dbt_watcher.project.profiles import environment
 
 from .graphs import DUCKDB, model
 
@@ -110,7 +110,7 @@ def test_environment_is_restored_after_the_invocation() -> None:
 
 
 def test_openlineage_dataset_names_follow_the_asset_uris() -> None:
-    from dbt_watcher.lineage import NodeLineage, dataset_name, operator_lineage
+    from dbt_watcher.rules.lineage import NodeLineage, dataset_name, operator_lineage
 
     assert dataset_name("postgres://db:5432/wh/analytics/orders") == ("postgres://db:5432", "wh.analytics.orders")
     assert dataset_name("duckdb://shop/main/orders") == ("duckdb://shop", "shop.main.orders")

@@ -6,17 +6,18 @@ import logging
 
 import pytest
 
-from dbt_watcher.channel.channel import FINISHED, RunStatus
+from dbt_watcher.channel.records import RunStatus
+from dbt_watcher.channel.wire import FINISHED
 from dbt_watcher.invocation.events import NodeResult
-from dbt_watcher.plan.group_plan import ConsumerSpec, ConsumerTask, Watch
 from dbt_watcher.producer.stall import watch_consumers
+from dbt_watcher.rules.watch import ConsumerTask, Watch
 
 from .graphs import model
 
 
 def consumer(name: str) -> ConsumerTask:
     uid = f"model.shop.{name}"
-    return ConsumerTask(f"g.{name}", ConsumerSpec(name, model(name), (), ()), Watch(uid), f"sel:{name}", {})
+    return ConsumerTask(f"g.{name}", model(name), Watch(uid, gated=False), f"sel:{name}")
 
 
 def test_consumers_still_waiting_after_the_window_are_named(caplog: pytest.LogCaptureFixture) -> None:

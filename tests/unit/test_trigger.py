@@ -8,17 +8,22 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
-from airflow.triggers.base import TaskFailedEvent, TaskSkippedEvent, TaskSuccessEvent, TriggerEvent
+from airflow.triggers.base import TaskSkippedEvent, TaskSuccessEvent, TriggerEvent
 from freezegun import freeze_time
 
 from dbt_watcher import compat
-from dbt_watcher.channel.channel import FINISHED, RUNNING, ProducerPhase, RunStatus, StatusChannel
-from dbt_watcher.channel.store import MemoryStore, RunAddress
+from dbt_watcher.channel.channel import StatusChannel
+from dbt_watcher.channel.records import RunStatus
+from dbt_watcher.channel.store import RunAddress
+from dbt_watcher.channel.wire import FINISHED, RUNNING, ProducerPhase
 from dbt_watcher.consumer import trigger as trigger_module
-from dbt_watcher.consumer.decision import UNREADABLE_LIMIT, View
 from dbt_watcher.consumer.poller import DEMANDS, RunPoller, Snapshot
-from dbt_watcher.consumer.trigger import ConsumerTrigger, stream_key
+from dbt_watcher.consumer.shared_poll import stream_key
+from dbt_watcher.consumer.trigger import ConsumerTrigger
 from dbt_watcher.invocation.events import NodeResult
+from dbt_watcher.rules.verdict import UNREADABLE_LIMIT, View
+from tests.airflow_line import failure_reason
+from tests.unit.fakes import MemoryStore
 
 if TYPE_CHECKING:
     from pydantic import JsonValue
@@ -40,7 +45,9 @@ def make(try_number: int = 1, map_index: int = -1, **kw: Any) -> ConsumerTrigger
 def snap(
     *results: NodeResult, state: ProducerPhase = RUNNING, at: float = 1000.0, control: int = 1, **kw: Any
 ) -> Snapshot:
-    status = RunStatus("gen", 1, state, {r.unique_id: r for r in results})
+    # the run's dbt invocation selected the node, with no test of it
+    selection = kw.pop("selection", {NODE: {}})
+    status = RunStatus("gen", 1, state, {r.unique_id: r for r in results}, selection=selection, selection_attempt=1)
     view = View(
         status, trusted=True, producer_state=kw.pop("producer_state", None), task_states=kw.pop("task_states", None)
     )
@@ -52,7 +59,7 @@ async def collect(t: ConsumerTrigger, snapshots: Iterable[Snapshot]) -> list[Tri
         for s in snapshots:
             yield s
 
-    return [e async for e in t.filter_shared_stream(stream())]
+    return [e async for e in t.follow(stream())]
 
 
 def test_success_ends_the_task_in_the_triggerer_with_the_result_as_xcom() -> None:
@@ -67,9 +74,8 @@ def test_success_ends_the_task_in_the_triggerer_with_the_result_as_xcom() -> Non
 def test_failure_fails_the_task_and_logs_dbts_message(capsys: pytest.CaptureFixture[str]) -> None:
     failed = NodeResult(NODE, "error", message="Database Error: relation missing")
     events = asyncio.run(collect(make(), [snap(failed, state=FINISHED)]))
-    assert isinstance(events[0], TaskFailedEvent)
     assert "relation missing" in capsys.readouterr().out
-    assert "relation missing" in str((events[0].xcoms or {})["dbt_reason"])  # kept when the log drops it
+    assert "relation missing" in str(failure_reason(events[0]))  # kept when the log drops it
 
 
 def test_producer_that_never_ran_skips() -> None:
@@ -111,7 +117,7 @@ def test_retry_asks_for_task_states_then_rebuilds_in_dbt_order() -> None:
     first = snap(skipped, state=FINISHED, producer_state="success")
     second = snap(skipped, state=FINISHED, producer_state="success", task_states={"g.stg": "success"}, control=2)
     events = asyncio.run(collect(t, [first, second]))
-    demand = DEMANDS[t.shared_stream_key()]
+    demand = DEMANDS[t.run_key()]
     assert demand.wanted(1000.0) == {"g.stg", PRODUCER}
     assert type(events[0]) is TriggerEvent and events[0].payload["action"] == "run_locally"
 
@@ -120,7 +126,7 @@ def test_timeout_fails_with_a_message_and_leaves_the_producer_alone(capsys: pyte
     t = make(timeout=10.0)
     with freeze_time("2026-01-01 00:00:00"):
         events = asyncio.run(collect(t, [snap(at=1000.0), snap(at=1005.0), snap(at=1011.0)]))
-    assert isinstance(events[0], TaskFailedEvent)
+    assert failure_reason(events[0]) is not None
     out = capsys.readouterr().out
     assert "Timed out after 10 s" in out and "producer keeps running" in out
 
@@ -138,7 +144,7 @@ def test_a_waiting_consumer_logs_once_at_start_then_once_per_period(capsys: pyte
 
 def test_serialize_round_trips_and_the_run_comes_from_the_task_instance() -> None:
     t = make(map_index=3)
-    assert t.shared_stream_key() == ("dbt-watcher", "d", "r1", 3, PRODUCER)  # one channel per map index
+    assert t.run_key() == ("dbt-watcher", "d", "r1", 3, PRODUCER)  # one channel per map index
     classpath, kwargs = t.serialize()
     assert classpath == "dbt_watcher.consumer.trigger.ConsumerTrigger"
     again = ConsumerTrigger(**kwargs)
@@ -174,6 +180,8 @@ class FakeAirflow:
             self._writers[key] = StatusChannel(self.xcoms).writer(
                 generation=generation, attempt=attempt, heartbeat_interval=60.0
             )
+            # the run's dbt invocation selected these nodes, no test of them
+            self._writers[key].publish_selection({NODE: {}, "model.shop.b": {}})
         writer = self._writers[key]
         for r in results:
             writer.publish(r)
@@ -243,4 +251,4 @@ def test_an_outage_gives_no_verdict_and_unreadable_content_ends_after_a_bound(mo
     airflow.fail_reads = False
     airflow.xcoms.data["dbt_watcher.head"] = {"v": 2, "gen": "g1"}  # cannot be understood
     events = [t.react(tick(p)) for _ in range(UNREADABLE_LIMIT)]
-    assert all(e is None for e in events[:-1]) and isinstance(events[-1], TaskFailedEvent)
+    assert all(e is None for e in events[:-1]) and failure_reason(events[-1]) is not None

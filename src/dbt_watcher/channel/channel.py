@@ -26,177 +26,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
+from dbt_watcher.channel.records import Invocation, RunStatus
+from dbt_watcher.channel.wire import (
+    HEAD,
+    INVOCATION,
+    SELECTED,
+    WIRE_VERSION,
+    AsyncStore,
+    ProducerPhase,
+    Store,
+    chunk_key,
+    decode_result,
+)
+from dbt_watcher.channel.writer import ChannelWriter
 from dbt_watcher.invocation.events import NodeResult
 
-if TYPE_CHECKING:
-    from dbt_watcher.channel.writer import ChannelWriter
-
 log = logging.getLogger(__name__)
-
-WIRE_VERSION = 2
-
-
-class ProducerPhase(StrEnum):
-    """Where the producer's attempt stands, as its channel's head says."""
-
-    RUNNING = "running"
-    FINISHED = "finished"
-    #: The attempt ended before dbt's closing record (an exception, a failed hook).
-    FAILED = "failed"
-
-
-RUNNING, FINISHED, FAILED = ProducerPhase.RUNNING, ProducerPhase.FINISHED, ProducerPhase.FAILED
-_PREFIX = "dbt_watcher."
-HEAD = _PREFIX + "head"
-INVOCATION = _PREFIX + "invocation"
-TASKS = _PREFIX + "tasks"
-#: A chunk closes at this many results or bytes (the Task State Store mirror takes 64 KiB a value).
-CHUNK_RESULTS, CHUNK_BYTES = 100, 32_000
-
-
-def chunk_key(attempt: int, index: int) -> str:
-    return f"{_PREFIX}chunk.{attempt}.{index}"
-
-
-class Store(Protocol):
-    """Key/value operations on one task's state (XComs of the producer, or its Task State Store)."""
-
-    def get(self, key: str) -> Any: ...
-
-    def set(self, key: str, value: Any) -> None: ...
-
-
-class AsyncStore(Protocol):
-    async def aget(self, key: str) -> Any: ...
-
-
-_WIRE_FIELDS = (
-    ("u", "unique_id"),
-    ("s", "status"),
-    ("t", "resource_type"),
-    ("m", "message"),
-    ("b", "started_at"),
-    ("f", "completed_at"),
-    ("x", "execution_time"),
-    ("r", "rows_affected"),
-    ("c", "adapter_code"),
-    ("n", "failures"),
-    ("l", "relation_name"),
-    ("a", "attempt"),
-    ("q", "closing"),
-)
-
-
-def encode_result(result: NodeResult) -> dict[str, Any]:
-    return {short: value for short, name in _WIRE_FIELDS if (value := getattr(result, name)) not in (None, False)}
-
-
-def decode_result(entry: Mapping[str, Any]) -> NodeResult:
-    return NodeResult(**{name: entry[short] for short, name in _WIRE_FIELDS if short in entry})
-
-
-@dataclass(frozen=True)
-class RunStatus:
-    """A reader's view of one run: the producer's state and the latest result of every node."""
-
-    generation: str
-    attempt: int
-    state: ProducerPhase
-    results: Mapping[str, NodeResult] = field(default_factory=dict)
-    error: str | None = None
-    exit_code: int | None = None
-    #: Results count only once dbt's closing record (run_results.json) confirmed them: dbt runs with
-    #: ``--fail-fast``, which can mark nodes skipped after they finished.
-    final_only: bool = False
-    #: Every closed chunk was read (a missing one is retried next tick; never read as "no result").
-    complete: bool = True
-    #: dbt has started running nodes in this generation of the run (a producer attempt built).
-    built: bool = True
-    seq: int = 0
-
-    @property
-    def finished(self) -> bool:
-        return self.state != RUNNING
-
-
-@dataclass(frozen=True)
-class Invocation:
-    """The dbt arguments one DAG run gives dbt, decided once by the producer, reused by rebuilds."""
-
-    vars: Mapping[str, Any] = field(default_factory=dict)
-    full_refresh: bool = False
-    dbt_args: tuple[str, ...] = ()
-    #: Where the run's artifacts live (a local folder or an object-storage URL).
-    artifacts: str | None = None
-
-    def mask_secrets(self) -> Invocation:
-        """Have Airflow mask, in every log line from here on, the values of vars whose names it deems
-        sensitive (password, token, api_key, ...; Airflow's secrets masker rule). Returns self."""
-        from airflow.sdk.log import mask_secret
-
-        mask_secret(dict(self.vars))
-        return self
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "vars": dict(self.vars),
-            "full_refresh": self.full_refresh,
-            "dbt_args": list(self.dbt_args),
-            "artifacts": self.artifacts,
-        }
-
-    @classmethod
-    def from_json(cls, data: Any) -> Invocation | None:
-        if not isinstance(data, Mapping) or not isinstance(data.get("vars", {}), Mapping):
-            return None
-        return cls(
-            vars=dict(data.get("vars") or {}),
-            full_refresh=bool(data.get("full_refresh")),
-            dbt_args=tuple(str(a) for a in data.get("dbt_args") or ()),
-            artifacts=data.get("artifacts"),
-        )
-
-
-@dataclass(frozen=True)
-class ConsumerEntry:
-    """One consumer task of a group in its :class:`TaskMap`: the node it watches, its gating tests, its asset."""
-
-    node: str
-    tests: tuple[str, ...] = ()
-    asset: str | None = None
-
-
-@dataclass(frozen=True)
-class TaskMap:
-    """Which consumer task watches which node (``dbt_watcher.tasks``), written by each producer try for
-    the UI plugin: the key from dbt's nodes to Airflow's tasks."""
-
-    group: str
-    tasks: Mapping[str, ConsumerEntry] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "group": self.group,
-            "tasks": {t: {"node": e.node, "tests": list(e.tests), "asset": e.asset} for t, e in self.tasks.items()},
-        }
-
-    @classmethod
-    def from_json(cls, data: Any) -> TaskMap | None:
-        """The record, or None when it is not one (a reader then says so rather than guess)."""
-        if not isinstance(data, Mapping) or not isinstance(data.get("tasks") or {}, Mapping):
-            return None
-        tasks = {}
-        for task_id, entry in (data.get("tasks") or {}).items():
-            if not isinstance(entry, Mapping) or not isinstance(entry.get("node"), str):
-                return None
-            tests, asset = entry.get("tests"), entry.get("asset")
-            tests = tuple(str(t) for t in tests) if isinstance(tests, list) else ()
-            tasks[str(task_id)] = ConsumerEntry(entry["node"], tests, asset if isinstance(asset, str) else None)
-        return cls(str(data.get("group") or ""), tasks)
 
 
 @dataclass(frozen=True)
@@ -218,8 +66,6 @@ class StatusChannel:
         self.store = store
 
     def writer(self, *, generation: str, attempt: int, heartbeat_interval: float, **head: Any) -> ChannelWriter:
-        from dbt_watcher.channel.writer import ChannelWriter
-
         return ChannelWriter(self.store, generation=generation, attempt=attempt, heartbeat=heartbeat_interval, **head)
 
     def write_invocation(self, invocation: Invocation) -> None:
@@ -250,6 +96,7 @@ class ChannelReader:
         self._key: tuple[str, int] | None = None
         self._chunks: dict[int, list[Any]] = {}
         self._results: dict[str, NodeResult] = {}
+        self._selection: dict[str, dict[str, str]] = {}
         self._open_seen = (0, 0)  # (closed count, open entries already decoded)
         self._last: RunStatus | None = None
 
@@ -329,18 +176,27 @@ class ChannelReader:
             complete=complete,
             built=bool(head.get("built", True)),
             seq=int(head["seq"]),
+            selection=self._selection,
+            # Known only once every entry is read: a node missing from a chunk not read yet is not "unselected".
+            selection_attempt=int(head["sel"]) if complete and head.get("sel") is not None else None,
         )
         self._last = status
         return Read(status, frozenset(changed) if changed is not None else None)
 
     def _take(self, entries: list[Any], changed: set[str] | None) -> None:
         for entry in entries:
-            result = decode_result(entry)
-            self._results[result.unique_id] = result
+            if entry.get("k") == SELECTED:
+                uid = str(entry["u"])
+                self._selection[uid] = {str(t): str(s) for t, s in (entry.get("g") or {}).items()}
+            else:
+                result = decode_result(entry)
+                uid = result.unique_id
+                self._results[uid] = result
             if changed is not None:
-                changed.add(result.unique_id)
+                changed.add(uid)
 
     def _reset(self, key: tuple[str, int] | None) -> None:
         # A new dict, never a cleared one: a consumer still deciding on the previous snapshot keeps
         # the results it was handed.
         self._key, self._chunks, self._results, self._open_seen, self._last = key, {}, {}, (0, 0), None
+        self._selection = {}

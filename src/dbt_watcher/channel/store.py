@@ -6,12 +6,11 @@ worker and in a trigger, and Airflow authorises every call (see :mod:`dbt_watche
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from dbt_watcher import compat
+from dbt_watcher import airflow_lines, compat
 
 
 @dataclass(frozen=True)
@@ -67,6 +66,31 @@ class TaskStateStore:
             self._accessor.set(key, value, retention=self._retention)
 
 
+class AttemptStore:
+    """Where there is no Task State Store (before Airflow 3.3): the same keys, kept for this try only.
+
+    What it loses is what the Task State Store exists for: a later try of the task starts empty, so it
+    knows nothing of what earlier tries did. That is why, there, the producer's retries default to 0
+    and a retry that builds again is the only kind allowed (docs/installation.md). Nothing is ever read
+    from another try, so nothing from another try can count as evidence.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        return self._values.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        self._values[key] = value
+
+
+def private_store(context: Any, retention: timedelta | float | None) -> TaskStateStore | AttemptStore:
+    """The task's private store: its Task State Store where Airflow has one, else one for this try."""
+    accessor = context.get("task_state_store") if airflow_lines.has_task_state_store() else None
+    return TaskStateStore(accessor, retention) if accessor is not None else AttemptStore()
+
+
 class Mirrored:
     """Writes go to both stores (the published channel and its mirror); reads come from the first."""
 
@@ -79,22 +103,3 @@ class Mirrored:
     def set(self, key: str, value: Any) -> None:
         self.mirror.set(key, value)  # the mirror first: what was published can always be restored
         self.published.set(key, value)
-
-
-class MemoryStore:
-    """A store in a dict (unit tests, and a consumer's own local rebuild)."""
-
-    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
-        self.data: dict[str, Any] = dict(data or {})
-        self.gets = self.sets = 0
-
-    def get(self, key: str) -> Any:
-        self.gets += 1
-        return self.data.get(key)
-
-    async def aget(self, key: str) -> Any:
-        return self.get(key)
-
-    def set(self, key: str, value: Any) -> None:
-        self.sets += 1
-        self.data[key] = value

@@ -6,9 +6,11 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from dbt_watcher.channel.channel import (
+from dbt_watcher.channel.records import RunStatus
+from dbt_watcher.channel.wire import (
     CHUNK_BYTES,
     CHUNK_RESULTS,
     FINISHED,
@@ -16,10 +18,10 @@ from dbt_watcher.channel.channel import (
     RUNNING,
     WIRE_VERSION,
     ProducerPhase,
-    RunStatus,
     Store,
     chunk_key,
     encode_result,
+    encode_selected,
 )
 from dbt_watcher.invocation.events import NodeResult
 
@@ -53,6 +55,7 @@ class ChannelWriter:
         self._wake, self._stop = threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
         self._entries: list[dict[str, Any]] = []
+        self._selection: dict[str, dict[str, str]] = {}
         self._bounds: list[int] = []  # entry index where each closed chunk ends
         self._open_bytes = 0
         self._chunks_written = 0
@@ -61,10 +64,38 @@ class ChannelWriter:
         self._finished = False
         self.writes = 0
 
+    @property
+    def selection(self) -> dict[str, dict[str, str]]:
+        """What the run's invocations selected, as published so far (node -> its gating tests)."""
+        with self._lock:
+            return {uid: dict(tests) for uid, tests in self._selection.items()}
+
+    @property
+    def selection_attempt(self) -> int | None:
+        """The latest attempt whose selection is published (None: none yet)."""
+        value = self._extra_head.get("sel")
+        return int(value) if value is not None else None
+
     def carry_over(self, previous: RunStatus) -> None:
         """Start from what earlier attempts of this generation published (before :meth:`start`)."""
+        for unique_id, tests in previous.selection.items():
+            self._append(encode_selected(unique_id, tests))
+        self._selection.update({uid: dict(tests) for uid, tests in previous.selection.items()})
         for result in previous.results.values():
             self._append(encode_result(result))
+        if previous.selection_attempt is not None:
+            self._extra_head["sel"] = previous.selection_attempt
+
+    def publish_selection(self, gates: Mapping[str, Mapping[str, str]]) -> None:
+        """This attempt's dbt invocation selected these nodes (each with the tests that gate its consumer):
+        written with the head that says the attempt's selection is complete."""
+        with self._lock:
+            for unique_id, tests in gates.items():
+                self._append(encode_selected(unique_id, tests))
+                self._selection[unique_id] = dict(tests)
+            self._extra_head["sel"] = self._attempt
+            self._dirty = True
+        self._wake.set()
 
     def start(self) -> None:
         self._flush(RUNNING)

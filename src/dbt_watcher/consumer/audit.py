@@ -13,7 +13,7 @@ consumer has ended, checks for each consumer:
 It needs no worker: it ends in the triggerer, and costs one task-state read per tick only after the
 build is over. One exception: when the producer ended red, Airflow dropped the asset events it would
 have emitted for the consumers that ended in the triggerer; the audit then resumes on a worker for a
-moment and emits those of the nodes that succeeded (:mod:`dbt_watcher.consumer.emission`).
+moment and emits those of the nodes that succeeded (:mod:`dbt_watcher.rules.emission`).
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
+from contextlib import aclosing
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowException
 from airflow.triggers.base import (
-    BaseEventTrigger,
+    BaseTrigger,
     StartTriggerArgs,
     TaskFailedEvent,
     TaskSuccessEvent,
@@ -36,15 +36,19 @@ from airflow.triggers.base import (
 )
 
 from dbt_watcher import compat
-from dbt_watcher.channel.channel import FINISHED, RunStatus, StatusChannel
-from dbt_watcher.channel.store import ProducerXComs, RunAddress, TaskStateStore
-from dbt_watcher.consumer.decision import Action, final_decision
-from dbt_watcher.consumer.emission import EMITTED, add_events, emitted_record, pending_events, recorded
+from dbt_watcher.airflow_lines import AirflowException
+from dbt_watcher.channel.channel import StatusChannel
+from dbt_watcher.channel.records import RunStatus
+from dbt_watcher.channel.store import ProducerXComs, RunAddress, private_store
+from dbt_watcher.channel.wire import FINISHED
 from dbt_watcher.consumer.poller import DEMANDS, Demand, RunPoller, Snapshot
-from dbt_watcher.consumer.trigger import TIMEOUT_GRACE_SECONDS, stream_key
+from dbt_watcher.consumer.shared_poll import follow, poll_run, stream_key
+from dbt_watcher.consumer.trigger import TIMEOUT_GRACE_SECONDS
 from dbt_watcher.invocation.events import SUCCESS_STATUSES
-from dbt_watcher.plan.group_plan import ConsumerTask, Watch
-from dbt_watcher.plan.runtime import GroupRuntime
+from dbt_watcher.rules.emission import EMITTED, add_events, emitted_record, pending_events, recorded
+from dbt_watcher.rules.verdict import Action, final_decision
+from dbt_watcher.rules.watch import ConsumerTask, Watch
+from dbt_watcher.runtime.group_runtime import GroupRuntime
 from dbt_watcher.task_states import ENDED, TaskState
 
 if TYPE_CHECKING:
@@ -63,7 +67,7 @@ def build_over(snapshot: Snapshot) -> bool:
     return view.producer_state in ENDED  # up_for_retry is not: a retry publishes again
 
 
-class AuditTrigger(BaseEventTrigger):
+class AuditTrigger(BaseTrigger):
     """Waits until the build is over and every consumer ended, then compares them with dbt."""
 
     def __init__(
@@ -84,7 +88,7 @@ class AuditTrigger(BaseEventTrigger):
         #: The group has nodes whose asset events the producer emits (the audit does if it ends red).
         self.emits = bool(emits)
         self.poke_interval = float(poke_interval)
-        #: consumer task id -> {"node": unique id, "tests": [gating test ids]}
+        #: consumer task id -> {"node": unique id, "gated": whether the tests the run selects for it gate it}
         self.consumers = {task: dict(spec) for task, spec in consumers.items()}
         self.group_id = group_id
         self.dag_id, self.run_id, self.map_index = dag_id, run_id, int(map_index)
@@ -114,27 +118,22 @@ class AuditTrigger(BaseEventTrigger):
     def address(self) -> RunAddress:
         return RunAddress(self.dag_id, self.run_id, self.producer_task_id, self.map_index)
 
-    def shared_stream_key(self) -> Hashable | None:
+    def run_key(self) -> Hashable:
         self._bind()
         return stream_key(self.address)
 
-    @classmethod
-    async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Snapshot]:
-        from dbt_watcher.consumer.trigger import ConsumerTrigger
-
-        async for snapshot in ConsumerTrigger.open_shared_stream(kwargs):
-            yield snapshot
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         self._bind()
-        async for event in self.filter_shared_stream(self.open_shared_stream(self.serialize()[1])):
-            yield event
-            return
+        address, interval, group = self.address, self.poke_interval, self.group_id
+        async with aclosing(follow(stream_key(address), lambda: poll_run(address, interval, group))) as snapshots:
+            async for event in self.follow(snapshots):
+                yield event
+                return
 
-    async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
-        self._bind()
-        key = self.shared_stream_key()
-        async for snapshot in shared_stream:
+    async def follow(self, snapshots: AsyncIterator[Snapshot]) -> AsyncIterator[TriggerEvent]:
+        """Wait on the run's shared poll until the audit can decide; yield its one event."""
+        key = self.run_key()
+        async for snapshot in snapshots:
             if not build_over(snapshot):
                 continue
             DEMANDS.setdefault(key, Demand()).ask(self.consumers, snapshot.at + 3 * self.poke_interval + 1)
@@ -158,7 +157,7 @@ class AuditTrigger(BaseEventTrigger):
         status = snapshot.view.status or RunStatus("none", 0, FINISHED)  # nothing published: nothing is proven
         false_green, false_red = [], []
         for task, spec in sorted(self.consumers.items()):
-            decision = final_decision(Watch(spec["node"], tuple(spec.get("tests", ()))), status)
+            decision = final_decision(Watch(spec["node"], bool(spec.get("gated", True))), status)
             dbt_green = decision.action is Action.SUCCEED
             green = states.get(task) == TaskState.SUCCESS
             if green and not dbt_green and not await self._rebuilt(task):
@@ -222,7 +221,7 @@ class DbtAuditOperator(BaseSensorOperator):
         self.runtime = runtime
         self.consumers = tuple(consumers)
         self.alias = alias
-        self.audited = {c.task_id: {"node": c.watch.unique_id, "tests": list(c.watch.tests)} for c in consumers}
+        self.audited = {c.task_id: {"node": c.watch.unique_id, "gated": c.watch.gated} for c in consumers}
         self.start_from_trigger = True
         self.start_trigger_args = StartTriggerArgs(
             trigger_cls=AUDIT_CLASSPATH,
@@ -245,10 +244,17 @@ class DbtAuditOperator(BaseSensorOperator):
         if isinstance(event, Mapping) and "emit" in event:  # resumed by the trigger: the producer ended red
             self._emit(context, event)
             return None
-        # Reached only when the task did not start in the triggerer (dag.test()): audit from here.
+        # Reached when the task did not start in the triggerer: under dag.test() (audit from here, one
+        # poke at a time) or where the scheduler does not start tasks in the triggerer (Airflow 3.1, 3.2).
         if compat.runs_inline(context):
             self.mode = "reschedule"
-        return super().execute(context)
+            return super().execute(context)
+        own = RunAddress.of(context["ti"], self.runtime.producer_task_id)
+        self.defer(
+            trigger=AuditTrigger(**self._trigger_kwargs(dag_id=own.dag_id, run_id=own.run_id, map_index=own.map_index)),
+            method_name="execute",
+            timeout=timedelta(seconds=self.runtime.timeout_seconds + TIMEOUT_GRACE_SECONDS),
+        )
 
     def _emit(self, context: Context, event: Mapping[str, Any]) -> None:
         """The asset events of the green nodes the red producer could not register, once per generation.
@@ -279,7 +285,7 @@ class DbtAuditOperator(BaseSensorOperator):
                 timeout=timedelta(seconds=self.runtime.timeout_seconds + TIMEOUT_GRACE_SECONDS),
             )
         assert status is not None  # checked above; defer() does not return
-        store = TaskStateStore(context["task_state_store"], retention=self.runtime.config.status_retention)
+        store = private_store(context, self.runtime.config.status_retention)
         own_done = recorded(store.get(EMITTED), generation)
         by_producer = recorded(ProducerXComs(address).get(EMITTED), generation)
         events = pending_events(self.consumers, status, own_done | by_producer)

@@ -13,30 +13,29 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 from airflow.triggers.base import StartTriggerArgs
 
 from dbt_watcher import compat
-from dbt_watcher.channel.channel import FINISHED, RunStatus, StatusChannel, decode_result
+from dbt_watcher.airflow_lines import AirflowException, AirflowSkipException
+from dbt_watcher.channel.channel import StatusChannel
+from dbt_watcher.channel.records import RunStatus
 from dbt_watcher.channel.store import ProducerXComs, RunAddress
-from dbt_watcher.consumer.decision import Action, Decision, decide, final_decision
+from dbt_watcher.channel.wire import FINISHED, decode_result
 from dbt_watcher.consumer.poller import RunPoller
-from dbt_watcher.consumer.trigger import (
-    CLASSPATH,
-    REASON_XCOM,
-    TIMEOUT_GRACE_SECONDS,
-    ConsumerTrigger,
-    stream_key,
-)
-from dbt_watcher.invocation.events import InvocationEvents, NodeResult, NodeStatus
-from dbt_watcher.lineage import operator_lineage
-from dbt_watcher.plan.group_plan import ConsumerTask
-from dbt_watcher.plan.runtime import GroupRuntime
-from dbt_watcher.producer.artifacts import local_build_dir
-from dbt_watcher.ui.links import CONSUMER_LINKS
+from dbt_watcher.consumer.shared_poll import stream_key
+from dbt_watcher.consumer.trigger import CLASSPATH, REASON_XCOM, TIMEOUT_GRACE_SECONDS, ConsumerTrigger
+from dbt_watcher.invocation.events import NodeResult, NodeStatus
+from dbt_watcher.rules.artifacts import local_build_dir, read_run_results
+from dbt_watcher.rules.lineage import operator_lineage
+from dbt_watcher.rules.links import CONSUMER_LINKS
+from dbt_watcher.rules.verdict import Action, Decision, decide, final_decision
+from dbt_watcher.rules.watch import ConsumerTask
+from dbt_watcher.runtime.group_runtime import GroupRuntime
+from dbt_watcher.runtime.task_dbt import TaskDbt, closing_selection
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -93,7 +92,7 @@ class DbtConsumerOperator(BaseSensorOperator):
         return {
             "node": watch.unique_id,
             "group_id": self.runtime.group_id,
-            "tests": list(watch.tests),
+            "gated": watch.gated,
             "upstream": list(watch.upstream),
             "producer_task_id": self.runtime.producer_task_id,
             "poke_interval": self.runtime.poke_interval,
@@ -158,6 +157,10 @@ class DbtConsumerOperator(BaseSensorOperator):
             return self._succeed(context, decode_result(payload["result"]), ())
         if payload.get("action") == "run_locally":
             return self._run_locally(context, str(payload.get("reason", "")))
+        if payload.get("action") == "fail":  # where a trigger's failure is not retried (before Airflow 3.3)
+            reason = str(payload.get("reason", "no reason given"))
+            context["ti"].xcom_push(key=REASON_XCOM, value=reason)
+            raise AirflowException(f"dbt node {self.watch.unique_id} did not succeed: {reason}")
         raise AirflowException(f"dbt-watcher consumer resumed with an unexpected event: {event!r}")
 
     def _conclude(self, context: Context, decision: Decision) -> Any:
@@ -183,11 +186,25 @@ class DbtConsumerOperator(BaseSensorOperator):
         context["ti"].xcom_push(key="dbt_result", value=result.to_dict())
         return result.to_dict()
 
+    def _gates(
+        self, dbt: TaskDbt, selected: frozenset[str] | None, target_path: Path
+    ) -> dict[str, dict[str, str]] | None:
+        """The tests this rebuild's own invocation selected for the node (None: not known, so not green)."""
+        if selected is None:
+            selected = closing_selection(read_run_results(target_path))
+        if selected is None:
+            return None
+        try:  # the node itself counts as selected: a `dbt test` selects only its tests
+            return dbt.gates(selected | {self.watch.unique_id}, self.runtime.consumer_positions)
+        except LookupError:
+            log.exception("Could not tell which tests gate %s in this rebuild", self.watch.unique_id)
+            return None
+
     def _run_locally(self, context: Context, reason: str) -> dict[str, Any]:
         """Build this one node (or run its tests) with the run's dbt arguments, on this worker."""
         ti = context["ti"]
         rt = self.runtime
-        node = self.consumer.spec.node
+        node = self.consumer.node
         address = self._address(context)
         channel = StatusChannel(ProducerXComs(address))
         recorded = channel.read_for_rerun()
@@ -198,35 +215,34 @@ class DbtConsumerOperator(BaseSensorOperator):
                 "alone with guessed arguments. Clear or retry the producer: it builds what is needed."
             )
         invocation, status = recorded
-        what = "dbt test for the tests of" if self.watches_tests_only else "dbt build for"
+        built = status.results.get(node.unique_id)
+        # A node the producer built is never built again: its tests run, as the run's invocation selects them.
+        tests_only = self.watches_tests_only or (built is not None and built.succeeded)
+        what = "dbt test for the tests of" if tests_only else "dbt build for"
         log.info("Try %s: %s. Running %s %s alone.", ti.try_number, reason, what, node.unique_id)
         run_path = rt.run_path(address.dag_id, address.run_id, address.map_index, status.generation)
         target_path = local_build_dir(run_path, self.task_id, int(ti.try_number))
-        results: dict[str, NodeResult] = {}
-        with rt.session(env=rt.rendered_env(self, context)) as (project, runner):
-            command = project.command(
-                "test" if self.watches_tests_only else "build",
+        with rt.task_dbt(self, context, invocation, target_path) as dbt:
+            command = dbt.command(
+                "test" if tests_only else "build",
                 select=(node.selector,),
-                target_path=target_path,
-                log_path=target_path / "logs",
-                extra_args=(
-                    "--no-use-colors",
-                    *(() if self.watches_tests_only else rt.exclude_tests),
-                    *invocation.dbt_args,
-                ),
-            ).with_(vars=dict(invocation.vars), full_refresh=invocation.full_refresh)
+                extra_args=() if tests_only else rt.exclude_tests,
+            )
             # attempt 0 marks a consumer's own rebuild (the audit tells it from the producer's results)
-            events = InvocationEvents(on_node=lambda r: results.__setitem__(r.unique_id, r.with_attempt(0)))
-            outcome = runner.run(command, on_event=events)
+            outcome, results, events = dbt.run_collecting(command, attempt=0)
+            gates = self._gates(dbt, events.selected, target_path)
         if target_path.is_dir():
             rt.share(run_path, target_path)  # this try's own run_results, next to the producer's
         if not outcome.ran:
             raise AirflowException(f"dbt for {node.unique_id} could not run: {outcome.error}")
-        if self.watches_tests_only:  # the model itself was built earlier in this run
+        if tests_only:  # the node itself was built earlier in this run
+            earlier = built if built is not None and built.succeeded else None
             results.setdefault(
-                node.unique_id, NodeResult(node.unique_id, NodeStatus.SUCCESS, node.resource_type, attempt=0)
+                node.unique_id,
+                earlier or NodeResult(node.unique_id, NodeStatus.SUCCESS, node.resource_type, attempt=0),
             )
-        decision = final_decision(self.watch, RunStatus("local", 0, FINISHED, results))
+        local = RunStatus("local", 0, FINISHED, results, selection=gates or {}, selection_attempt=0 if gates else None)
+        decision = final_decision(self.watch, local)
         if decision.action is Action.SUCCEED and decision.result is not None:
             return self._succeed(context, decision.result, decision.warnings)
         raise AirflowException(f"dbt node {node.unique_id} failed again when run alone: {decision.reason}")

@@ -1,7 +1,7 @@
 """One poll of a run's channel per tick, shared by every consumer of the run in the process.
 
-Deferrable consumers share it through Airflow's shared trigger streams (one poller per run and
-triggerer); a non-deferrable consumer keeps one between its pokes. Each tick reads the channel's head
+Deferrable consumers share it in the triggerer (:mod:`dbt_watcher.consumer.shared_poll`: one poller
+per run and triggerer); a non-deferrable consumer keeps one between its pokes. Each tick reads the channel's head
 (and any newly closed chunk) and, only when a decision needs it, Airflow's states of the producer and
 of the upstream consumers some retry waits for — by task id, never by group: a group query makes
 Airflow load the whole DAG. The snapshot a tick produces says what changed, so a consumer whose node
@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dbt_watcher import compat
-from dbt_watcher.channel.channel import ChannelReader, Read, RunStatus
+from dbt_watcher.channel.channel import ChannelReader, Read
 from dbt_watcher.channel.liveness import Liveness, stale_after, trusted
+from dbt_watcher.channel.records import RunStatus
 from dbt_watcher.channel.store import ProducerXComs, RunAddress
-from dbt_watcher.consumer.decision import View
+from dbt_watcher.rules.verdict import View
 from dbt_watcher.task_states import NO_STATE, NOT_STARTED
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ class Snapshot:
     read_error: str | None = None
     #: The poll's cumulative cost for this run so far: (ticks, channel reads, task-state reads).
     cost: tuple[int, int, int] = (0, 0, 0)
+    #: How many triggers have followed this poll so far (:mod:`dbt_watcher.consumer.shared_poll`).
+    followers: int = 0
 
     def concerns(self, unique_ids: Iterable[str]) -> bool:
         return self.changed is None or any(uid in self.changed for uid in unique_ids)

@@ -6,12 +6,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException
 
+from dbt_watcher.airflow_lines import AirflowException
 from dbt_watcher.channel.channel import StatusChannel
 from dbt_watcher.channel.store import ProducerXComs, RunAddress
-from dbt_watcher.invocation.events import InvocationEvents, NodeResult, NodeStatus
-from dbt_watcher.plan.runtime import GroupRuntime
+from dbt_watcher.invocation.events import NodeStatus
+from dbt_watcher.runtime.group_runtime import GroupRuntime
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -42,21 +42,15 @@ class DbtTestsOperator(BaseOperator):
         invocation, status = recorded
         run_path = rt.run_path(address.dag_id, address.run_id, address.map_index, status.generation)
         target_path = run_path / "tests" / f"try-{ti.try_number}"
-        results: dict[str, NodeResult] = {}
-        with rt.session(env=rt.rendered_env(self, context)) as (project, runner):
-            command = project.command(
+        with rt.task_dbt(self, context, invocation, target_path) as dbt:
+            command = dbt.command(
                 "test",
                 select=rt.selection.select,
                 exclude=rt.selection.exclude,
                 selector=rt.selection.selector,
                 threads=rt.config.threads,
-                target_path=target_path,
-                log_path=target_path / "logs",
-                extra_args=("--no-use-colors", *invocation.dbt_args),
-            ).with_(vars=dict(invocation.vars))
-            outcome = runner.run(
-                command, on_event=InvocationEvents(on_node=lambda r: results.__setitem__(r.unique_id, r))
             )
+            outcome, results, _events = dbt.run_collecting(command, attempt=status.attempt)
         if not outcome.ran:
             raise AirflowException(f"dbt test could not run: {outcome.error}")
         for warned in (r for r in results.values() if r.status == NodeStatus.WARN):

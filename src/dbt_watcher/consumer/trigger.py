@@ -1,41 +1,44 @@
-"""The consumers' trigger: every consumer of a run in a triggerer shares one poll of the channel.
+"""The consumers' trigger: every consumer of a run in a triggerer follows one poll of the channel.
 
-Each consumer defers on its own :class:`ConsumerTrigger`; the triggerer groups the triggers of one
-run by :meth:`~ConsumerTrigger.shared_stream_key`, runs :meth:`~ConsumerTrigger.open_shared_stream`
-once for all of them and hands every tick's snapshot to each trigger's
-:meth:`~ConsumerTrigger.filter_shared_stream`. A trigger decides again only when the snapshot
-concerns its node or tests, or something else changed (the producer's state, an attempt).
+Each consumer defers on its own :class:`ConsumerTrigger`; all the triggers of one run in a triggerer
+process follow the same poll (:mod:`dbt_watcher.consumer.shared_poll`) and each hands every tick's
+snapshot to :meth:`~ConsumerTrigger.follow`. A trigger decides again only when the snapshot concerns
+its node or the tests the run selected for it, or something else changed (the producer's state, an
+attempt, the run's selection).
 
-A consumer whose node succeeded ends right here, without a worker (``TaskSuccessEvent``); a node
-that did not ends it failed (``TaskFailedEvent``, so Airflow's retries apply). Only a consumer that
-must build its node itself, or has work to do on success (an ``on_success_callback``), resumes on a
-worker. Nothing here reads the task's DAG: the triggerer may start it without one
+A consumer whose node succeeded ends right here, without a worker (``TaskSuccessEvent``). A node that
+did not ends it failed in a way Airflow retries: with ``TaskFailedEvent`` where the triggerer routes
+it through the task's retries (Airflow 3.3), else by resuming on a worker that raises. Only a consumer
+that must build its node itself, or has work to do on success (an ``on_success_callback``), resumes on
+a worker otherwise. Nothing here reads the task's DAG: the triggerer may start it without one
 (:mod:`dbt_watcher.consumer.triggerer_start`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import zlib
-from collections.abc import AsyncIterator, Hashable, MutableMapping
+from collections.abc import AsyncGenerator, AsyncIterator, Hashable, MutableMapping
+from contextlib import aclosing
 from datetime import datetime, timezone
 from typing import Any
 
 from airflow.triggers.base import (
-    BaseEventTrigger,
+    BaseTrigger,
     TaskFailedEvent,
     TaskSkippedEvent,
     TaskSuccessEvent,
     TriggerEvent,
 )
 
-from dbt_watcher.channel.channel import encode_result
+from dbt_watcher import airflow_lines
 from dbt_watcher.channel.store import RunAddress
-from dbt_watcher.consumer.decision import Action, Decision, decide
-from dbt_watcher.consumer.poller import DEMANDS, Demand, RunPoller, Snapshot
-from dbt_watcher.plan.group_plan import Watch
-from dbt_watcher.ui.links import ConsumerAt, link_xcoms
+from dbt_watcher.channel.wire import encode_result
+from dbt_watcher.consumer.poller import DEMANDS, Demand, Snapshot
+from dbt_watcher.consumer.shared_poll import follow, poll_run, stream_key
+from dbt_watcher.rules.links import ConsumerAt, link_xcoms
+from dbt_watcher.rules.verdict import Action, Decision, decide
+from dbt_watcher.rules.watch import Watch
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +53,6 @@ REASON_XCOM = "dbt_reason"
 #: point of the period: a line per consumer in the same tick would burst through the triggerer's log
 #: socket, which Airflow does not drain while it sends its runner a large message.
 _PROGRESS_EVERY = 60.0
-
-
-def stream_key(address: RunAddress) -> Hashable:
-    return ("dbt-watcher", address.dag_id, address.run_id, address.map_index, address.producer_task_id)
 
 
 def release_dag(ti: Any, context: MutableMapping[str, Any]) -> None:
@@ -71,7 +70,7 @@ def release_dag(ti: Any, context: MutableMapping[str, Any]) -> None:
         log.debug("dbt-watcher kept the triggerer's DAG copy: %s", exc)
 
 
-class ConsumerTrigger(BaseEventTrigger):
+class ConsumerTrigger(BaseTrigger):
     """Waits for one dbt node (and the tests that gate it) in one DAG run."""
 
     def __init__(
@@ -82,7 +81,7 @@ class ConsumerTrigger(BaseEventTrigger):
         poke_interval: float,
         timeout: float,
         group_id: str = "",
-        tests: list[str] | tuple[str, ...] = (),
+        gated: bool = True,
         upstream: list[str] | tuple[str, ...] = (),
         producer_resumes: bool = False,
         finish_on_worker: bool = False,
@@ -98,7 +97,7 @@ class ConsumerTrigger(BaseEventTrigger):
         self.poke_interval = float(poke_interval)
         self.timeout = float(timeout)
         self.group_id = group_id
-        self.tests = list(tests)
+        self.gated = bool(gated)
         self.upstream = list(upstream)
         self.producer_resumes = producer_resumes
         self.finish_on_worker = finish_on_worker
@@ -108,7 +107,7 @@ class ConsumerTrigger(BaseEventTrigger):
 
     @property
     def watch(self) -> Watch:
-        return Watch(self.node, tuple(self.tests), tuple(self.upstream), self.producer_resumes)
+        return Watch(self.node, self.gated, tuple(self.upstream), self.producer_resumes)
 
     def _bind(self) -> None:
         # Started by the triggerer, the kwargs are the same for every run: the run comes from the
@@ -137,7 +136,7 @@ class ConsumerTrigger(BaseEventTrigger):
                 "poke_interval": self.poke_interval,
                 "timeout": self.timeout,
                 "group_id": self.group_id,
-                "tests": list(self.tests),
+                "gated": self.gated,
                 "upstream": list(self.upstream),
                 "producer_resumes": self.producer_resumes,
                 "finish_on_worker": self.finish_on_worker,
@@ -148,35 +147,23 @@ class ConsumerTrigger(BaseEventTrigger):
             },
         )
 
-    def shared_stream_key(self) -> Hashable | None:
+    def run_key(self) -> Hashable:
+        """The run this trigger follows (the key of its poll in this process)."""
         self._bind()
         return stream_key(self.address)
 
-    @classmethod
-    async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Snapshot]:
-        address = RunAddress(kwargs["dag_id"], kwargs["run_id"], kwargs["producer_task_id"], kwargs["map_index"])
-        key = stream_key(address)
-        poller = RunPoller(key, address, kwargs["poke_interval"])
-        try:
-            while True:
-                yield await poller.poll()
-                await asyncio.sleep(float(kwargs["poke_interval"]))
-        finally:
-            DEMANDS.pop(key, None)
-            # Ends when the run's last waiting consumer leaves: the cost of following the run.
-            log.info(
-                "dbt-watcher poll of %s run %s ended: %d ticks, %d channel reads, %d task-state reads",
-                kwargs.get("group_id"),
-                address.run_id,
-                *poller.cost,
-            )
-
-    async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
+    def snapshots(self) -> AsyncGenerator[Snapshot, None]:
+        """The ticks of this run's poll, shared with every other trigger of the run in this process."""
         self._bind()
-        watched = (self.node, *self.tests)
+        address, interval, group = self.address, self.poke_interval, self.group_id
+        return follow(stream_key(address), lambda: poll_run(address, interval, group))
+
+    async def follow(self, snapshots: AsyncIterator[Snapshot]) -> AsyncIterator[TriggerEvent]:
+        """Decide on every tick that concerns this consumer; yield the one event that ends it."""
+        self._bind()
         control = None
-        async for snapshot in shared_stream:
-            if control is not None and snapshot.control == control and not snapshot.concerns(watched):
+        async for snapshot in snapshots:
+            if control is not None and snapshot.control == control and not snapshot.concerns(self._watched(snapshot)):
                 event = self._check_deadline(snapshot)  # nothing new for this consumer: no decision
             else:
                 control = snapshot.control
@@ -185,11 +172,16 @@ class ConsumerTrigger(BaseEventTrigger):
                 yield event
                 return
 
+    def _watched(self, snapshot: Snapshot) -> tuple[str, ...]:
+        """The node and the tests this run selected for it (a change to any of them calls for a decision)."""
+        status = snapshot.view.status
+        return (self.node, *(status.selection.get(self.node, ()) if status is not None else ()))
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        self._bind()
-        async for event in self.filter_shared_stream(self.open_shared_stream(self.serialize()[1])):
-            yield event
-            return
+        async with aclosing(self.snapshots()) as snapshots:
+            async for event in self.follow(snapshots):
+                yield event
+                return
 
     def _deadline_at(self, now: float) -> float:
         if self._deadline is None:
@@ -206,14 +198,12 @@ class ConsumerTrigger(BaseEventTrigger):
         if decision.action is Action.WAIT:
             if decision.needs_task_states:
                 until = snapshot.at + 3 * self.poke_interval + 1
-                DEMANDS.setdefault(self.shared_stream_key(), Demand()).ask(
-                    [*self.upstream, self.producer_task_id], until
-                )
+                DEMANDS.setdefault(self.run_key(), Demand()).ask([*self.upstream, self.producer_task_id], until)
             return self._waiting(decision, snapshot)
         ticks, reads, state_reads = snapshot.cost
         cost = (
             f"Poll of {self.group_id or 'the group'} for this run so far: {ticks} ticks, {reads} channel reads, "
-            f"{state_reads} task-state reads"
+            f"{state_reads} task-state reads, followed by {snapshot.followers} triggers"
         )
         return self._conclude(decision, cost)
 
@@ -231,17 +221,15 @@ class ConsumerTrigger(BaseEventTrigger):
                 self.timeout,
                 decision.reason,
             )
-            return TaskFailedEvent(
-                xcoms=self._end_xcoms({REASON_XCOM: f"timed out after {self.timeout:.0f} s while {decision.reason}"})
-            )
+            return self._fail(f"timed out after {self.timeout:.0f} s while {decision.reason}")
         reason = (
             decision.reason if not snapshot.read_error else f"{decision.reason} (read failed: {snapshot.read_error})"
         )
         if self._next_progress is None:
             self.log.info(
-                "Waiting for dbt node %s (and %d gating tests) in run %s, try %d: %s",
+                "Waiting for dbt node %s%s in run %s, try %d: %s",
                 self.node,
-                len(self.tests),
+                " and the tests this run selects for it" if self.gated else "",
                 self.run_id,
                 self.try_number,
                 reason,
@@ -277,7 +265,13 @@ class ConsumerTrigger(BaseEventTrigger):
             self.log.info("Skipped: %s. %s", decision.reason, cost)
             return TaskSkippedEvent(xcoms=self._end_xcoms({REASON_XCOM: decision.reason}))
         self.log.error("dbt node %s did not succeed: %s. %s", self.node, decision.reason, cost)
-        return TaskFailedEvent(xcoms=self._end_xcoms({REASON_XCOM: decision.reason}))
+        return self._fail(decision.reason)
+
+    def _fail(self, reason: str) -> TriggerEvent:
+        """End the consumer failed, in a way Airflow retries when it has retries left."""
+        if airflow_lines.triggerer_retries_failed_tasks():
+            return TaskFailedEvent(xcoms=self._end_xcoms({REASON_XCOM: reason}))
+        return TriggerEvent({"action": "fail", "reason": reason})  # the worker raises: Airflow retries it
 
     def _end_xcoms(self, xcoms: dict[str, Any]) -> dict[str, Any]:
         """The XComs a consumer ending in the triggerer writes: its own, plus its extra links (which

@@ -38,6 +38,8 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
+from dbt_watcher import airflow_lines
+
 log = logging.getLogger(__name__)
 
 #: (major, minor) of apache-airflow-core whose triggerer code this wrap is tested against.
@@ -78,6 +80,8 @@ def install() -> bool:
 
     Idempotent. Never raises: a refusal is logged and Airflow keeps its own behaviour.
     """
+    if not airflow_lines.has_triggerer_workloads():
+        return False  # this triggerer ships no DAG to start a trigger (before 3.3): nothing to speed up
     try:
         from dbt_watcher.compat import triggerer_internals
 

@@ -1,1 +1,3 @@
-"""Invocation: run dbt (in this process or another virtualenv's) and turn its events into typed node results."""
+"""dbt at the bottom: dbt commands, the two ways to run them, typed node events, and the profile a run
+uses (rendered from an Airflow connection, secrets kept out of logs). Takes paths and values; knows
+nothing of Airflow tasks."""

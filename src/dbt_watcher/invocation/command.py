@@ -1,4 +1,4 @@
-"""Running dbt: one command description, one in-process runner that streams typed node results.
+"""Running dbt: the project a command runs in, one command description, and dbt in this process.
 
 dbt runs with the project directory as its working directory, exactly as a person runs it by
 hand, so relative paths in ``profiles.yml`` (a DuckDB file, say) mean the same thing in Airflow.
@@ -16,7 +16,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
+from dbt_watcher import compat
+from dbt_watcher.errors import ConfigurationError
 from dbt_watcher.invocation.events import TRACKED_EVENTS, EventCallback
+from dbt_watcher.invocation.selection import SELECTION_EVENT
 
 if TYPE_CHECKING:
     from dbt.cli.main import dbtRunnerResult
@@ -24,6 +29,38 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _CWD_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class DbtProject:
+    """Where a dbt project lives and which profile, target and vars run it: the values every dbt
+    command of the project starts from (:mod:`dbt_watcher.project.locate` finds and checks them)."""
+
+    project_dir: Path
+    profiles_dir: Path
+    profile: str | None = None
+    target: str | None = None
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    #: Why no profiles.yml was found, when a prepared graph let DAG parsing go on without one
+    #: (dbt_watcher.project.prepared); running dbt with this project raises it.
+    missing_profiles: ConfigurationError | None = None
+
+    def command(self, name: str, **options: Any) -> DbtCommand:
+        """A dbt command for this project with its profile, target and vars."""
+        return DbtCommand(
+            command=name,
+            project_dir=self.project_dir,
+            profiles_dir=self.profiles_dir,
+            profile=self.profile,
+            target=self.target,
+            vars=self.vars,
+            **options,
+        )
+
+    def project_yml(self) -> dict[str, Any]:
+        with open(self.project_dir / "dbt_project.yml") as fh:
+            data = yaml.safe_load(fh) or {}
+        return data if isinstance(data, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -92,12 +129,14 @@ def _event_callback(on_event: EventCallback) -> Callable[[Any], None]:
     from google.protobuf.json_format import MessageToDict
 
     def callback(event: Any) -> None:
-        # Called on dbt's worker threads for every event dbt fires: convert only the few we read.
+        # Called on dbt's worker threads for every event dbt fires: convert only the few we read. An
+        # exception raised here would abort dbt's build, so none leaves.
         name = event.info.name
-        if name not in TRACKED_EVENTS:
-            return
         try:
-            on_event(name, MessageToDict(event.data, preserving_proto_field_name=True))
+            if name == "ConcurrencyLine":  # dbt selected this invocation's nodes (invocation/selection.py)
+                on_event(SELECTION_EVENT, {"unique_ids": compat.dbt_selected_resources()})
+            elif name in TRACKED_EVENTS:
+                on_event(name, MessageToDict(event.data, preserving_proto_field_name=True))
         except Exception:
             log.exception("dbt-watcher could not read dbt's %s event; the node's consumer will not go green", name)
 

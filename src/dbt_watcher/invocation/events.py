@@ -20,8 +20,10 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from enum import StrEnum
 from typing import Any
+
+from dbt_watcher.invocation.selection import SELECTION_EVENT
+from dbt_watcher.strenum import StrEnum
 
 
 class NodeStatus(StrEnum):
@@ -53,8 +55,9 @@ SUCCESS_STATUSES = frozenset({NodeStatus.SUCCESS, NodeStatus.PASS, NodeStatus.WA
 SKIPPED_STATUSES = frozenset({NodeStatus.SKIPPED})
 #: Statuses after which dbt skips everything downstream (``MARK_DEPENDENT_ERRORS_STATUSES``).
 FAILURE_STATUSES = frozenset({NodeStatus.ERROR, NodeStatus.FAIL, NodeStatus.PARTIAL_SUCCESS, NodeStatus.RUNTIME_ERROR})
-#: The dbt events the tracker reads; the in-process runner converts only these from protobuf.
-TRACKED_EVENTS = frozenset({"NodeStart", "NodeFinished", "MarkSkippedChildren", "LogHookEndLine"})
+#: The dbt events the tracker reads; the in-process runner converts only these from protobuf. The
+#: selection event is the runners' own (:mod:`dbt_watcher.invocation.selection`).
+TRACKED_EVENTS = frozenset({"NodeStart", "NodeFinished", "MarkSkippedChildren", "LogHookEndLine", SELECTION_EVENT})
 
 MESSAGE_LIMIT = 4000
 
@@ -206,17 +209,21 @@ class InvocationEvents:
     """Reads the events of one dbt invocation; thread-safe (dbt calls it from its worker threads).
 
     ``on_node`` receives each node's *final* result; ``on_start`` is called once, when dbt starts
-    its first node. After the invocation, :attr:`hooks` holds each project hook's status and
-    :attr:`failed` the nodes and tests whose failure made dbt skip their dependents.
+    its first node; ``on_selection`` once with the unique ids dbt selected, before any node runs. After
+    the invocation, :attr:`hooks` holds each project hook's status, :attr:`failed` the nodes and tests
+    whose failure made dbt skip their dependents, and :attr:`selected` the selection (None: not reported).
     """
 
     def __init__(
         self,
         on_node: Callable[[NodeResult], None] | None = None,
         on_start: Callable[[], None] | None = None,
+        on_selection: Callable[[frozenset[str]], None] | None = None,
     ) -> None:
         self._on_node = on_node
         self._on_start = on_start
+        self._on_selection = on_selection
+        self.selected: frozenset[str] | None = None
         self._depth: dict[str, int] = {}
         self._lock = threading.Lock()
         self.started = False
@@ -233,6 +240,10 @@ class InvocationEvents:
             if str(data.get("status")) in FAILURE_STATUSES:
                 with self._lock:
                     self.failed[str(data.get("unique_id"))] = str(data.get("status"))
+        elif name == SELECTION_EVENT:
+            self.selected = frozenset(str(uid) for uid in data.get("unique_ids") or ())
+            if self._on_selection is not None:
+                self._on_selection(self.selected)
         elif name == "LogHookEndLine":
             uid = str((data.get("node_info") or {}).get("unique_id") or data.get("statement") or "hook")
             with self._lock:

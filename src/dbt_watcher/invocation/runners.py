@@ -1,28 +1,29 @@
 """Two ways to run dbt, one contract: in this process (dbtRunner), or as a subprocess of another
 virtualenv (``dbt_executable=``) whose structured JSON logs carry the same ``NodeFinished`` events.
 
-Both feed :func:`dbt_watcher.events.node_result_from_event`, so the producer, the consumers' own
+Both feed :func:`dbt_watcher.invocation.events.node_result_from_event`, so the producer, the consumers' own
 rebuilds and the status channel cannot tell which one ran.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from dbt_watcher.invocation.command import DbtCommand, describe_failure, exit_code, run_dbt
 from dbt_watcher.invocation.events import TRACKED_EVENTS, EventCallback
-from dbt_watcher.project.profiles import connection_profile, environment
-from dbt_watcher.project.project import DbtProject
+from dbt_watcher.invocation.selection import TestFacts, facts_from_file, facts_from_manifest
+
+#: Runs dbt in another virtualenv's Python and reports the selection (dbt_watcher/invocation/driver.py).
+DRIVER = Path(__file__).with_name("driver.py")
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +49,6 @@ class SourceFreshness:
     max_loaded_at: str | None = None
     age_seconds: float | None = None
     message: str | None = None
-
-
-class DbtRunner(Protocol):
-    """What the producer and the consumers' rebuilds need from a way of running dbt."""
-
-    def prepare(self, command: DbtCommand) -> Outcome: ...
-
-    def run(self, command: DbtCommand, on_event: EventCallback | None = None) -> Outcome: ...
-
-    def list_ids(self, command: DbtCommand) -> list[str]: ...
 
 
 def read_freshness(target_path: Path) -> list[SourceFreshness]:
@@ -101,6 +92,12 @@ class InProcessDbt:
             return Outcome(ran=False, error=describe_failure(result), exit_code=code)
         return Outcome(ran=True, exit_code=code)
 
+    def test_facts(self, target_path: Path, test_ids: Iterable[str]) -> dict[str, TestFacts]:
+        """What the selected tests check: from the parsed manifest in memory, else the build's manifest.json."""
+        if self._manifest is not None:
+            return facts_from_manifest(self._manifest, test_ids)
+        return facts_from_file(target_path, test_ids)
+
     def list_ids(self, command: DbtCommand) -> list[str]:
         result = run_dbt(
             command.with_(command="ls", extra_args=(*command.extra_args, *_LIST_FLAGS)), manifest=self._manifest
@@ -116,9 +113,15 @@ class SubprocessDbt:
     def __init__(self, executable: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> None:
         self.executable = str(executable)
         self.env = dict(env) if env is not None else None
+        #: The virtualenv's Python, which runs dbt through the driver (it reports the selection).
+        self.python = venv_python(self.executable)
 
     def prepare(self, command: DbtCommand) -> Outcome:
         return Outcome(ran=True)  # each subprocess parses for itself (with partial parsing)
+
+    def test_facts(self, target_path: Path, test_ids: Iterable[str]) -> dict[str, TestFacts]:
+        """What the selected tests check, from the manifest.json the build wrote before its first node."""
+        return facts_from_file(target_path, test_ids)
 
     def run(self, command: DbtCommand, on_event: EventCallback | None = None) -> Outcome:
         errors: list[str] = []
@@ -157,8 +160,9 @@ class SubprocessDbt:
 
     def _stream(self, command: DbtCommand, on_event: Callable[[Mapping[str, Any]], None]) -> int:
         # NodeFinished is a debug-level event: ask for debug events, print only the rest.
-        args = [self.executable, *command.args(), "--log-format", "json", "--log-level", "debug"]
-        log.info("Running %s", " ".join(args))
+        start = [self.python, "-c", DRIVER.read_text()] if self.python is not None else [self.executable]
+        args = [*start, *command.args(), "--log-format", "json", "--log-level", "debug"]
+        log.info("Running %s", " ".join([self.executable, *args[len(start) :]]))
         with subprocess.Popen(
             args, cwd=command.project_dir, env=self.env, stdout=subprocess.PIPE, stderr=sys.stderr, text=True
         ) as process:
@@ -179,110 +183,21 @@ class SubprocessDbt:
             return process.wait()
 
 
+def venv_python(executable: str) -> str | None:
+    """The Python interpreter of a dbt console script (its ``#!`` line, or ``python`` beside it); None for
+    a dbt that is not a Python script, which then runs as it is and reports no selection."""
+    path = Path(executable)
+    try:
+        with open(path, "rb") as fh:
+            first = fh.readline(512).decode(errors="replace").strip()
+    except OSError:
+        return None
+    if first.startswith("#!") and "python" in first.rsplit("/", 1)[-1]:
+        interpreter = first[2:].split()[0]
+        if os.access(interpreter, os.X_OK):
+            return interpreter
+    beside = path.parent / "python"
+    return str(beside) if first.startswith("#!") and os.access(beside, os.X_OK) else None
+
+
 Runner = InProcessDbt | SubprocessDbt
-#: What :func:`dbt_session` returns: a context manager giving the project and a runner.
-DbtSession = contextlib.AbstractContextManager[tuple[DbtProject, Runner]]
-
-
-@contextlib.contextmanager
-def dbt_session(
-    project: DbtProject,
-    *,
-    dbt_executable: str | None = None,
-    connection_id: str | None = None,
-    profile_args: Mapping[str, Any] | None = None,
-    env: Mapping[str, str] | None = None,
-    threads: int | None = None,
-    install_deps: bool = False,
-    with_secrets: bool = True,
-) -> Iterator[tuple[DbtProject, Runner]]:
-    """The project and the runner for this task's dbt invocations.
-
-    With ``connection_id`` the project points at a profile rendered from the Airflow connection,
-    whose secrets dbt reads from the environment for the duration of the session (DAG parsing
-    passes ``with_secrets=False``: parsing never connects). ``env`` (the group's ``env=``) is set for
-    the session too, in this process and in a dbt subprocess's environment.
-    """
-    if project.missing_profiles is not None:
-        raise project.missing_profiles
-    env = dict(env or {})
-    if with_secrets:
-        _mask_profile_secrets(project)
-        _mask_env_secrets(env)
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(environment(env))
-        secrets: Mapping[str, str] = {}
-        if connection_id:
-            project, secrets = stack.enter_context(
-                connection_profile(
-                    project, connection_id, threads=threads, profile_args=profile_args, with_secrets=with_secrets
-                )
-            )
-        if with_secrets:
-            _mask_env_secrets(secrets)
-        # In this process's environment for the session, so every dbt subprocess inherits it too
-        # (the parse-time ones of dbt_executable= included).
-        stack.enter_context(environment(secrets))
-        runner: Runner = SubprocessDbt(dbt_executable) if dbt_executable else InProcessDbt()
-        if install_deps and needs_deps(project):
-            project = _writable(project)
-            if needs_deps(project):  # a copy made by an earlier session has its packages already
-                outcome = runner.run(project.command("deps"))
-                if not outcome.ran:
-                    raise RuntimeError(f"dbt deps failed: {outcome.error}")
-        yield project, runner
-
-
-def _mask_env_secrets(env: Mapping[str, str]) -> None:
-    """Airflow masks the values of ``env=`` (and of a connection's rendered secrets) whose names are
-    secret (:func:`dbt_watcher.project.secrets.is_secret_name`), a JSON value's fields too."""
-    from airflow.sdk.log import mask_secret
-
-    from dbt_watcher.project.connection_profiles import JSON_PREFIX
-    from dbt_watcher.project.secrets import is_secret_name
-
-    for name, value in env.items():
-        if is_secret_name(name) or name.startswith(JSON_PREFIX):
-            mask_secret(value, name)
-            with contextlib.suppress(ValueError):
-                parsed = json.loads(value)
-                if isinstance(parsed, dict):
-                    mask_secret(parsed)
-
-
-def _mask_profile_secrets(project: DbtProject) -> None:
-    """Airflow masks the profile's secrets in every task log line from here on (dbt's errors included)."""
-    from airflow.sdk.log import mask_secret
-
-    from dbt_watcher.project.secrets import profile_secrets
-
-    for secret in profile_secrets(project.profiles_dir):
-        mask_secret(secret)
-
-
-def _writable(project: DbtProject) -> DbtProject:
-    """The project itself when dbt may write into it, else a copy it may (a read-only DAG bundle:
-    ``dbt deps`` writes dbt_packages/ into the project). The copy lives in the graph cache's folder
-    under a name derived from the project's path, so later sessions reuse its installed packages."""
-    if os.access(project.project_dir, os.W_OK):
-        return project
-    import hashlib
-    import shutil
-
-    from dbt_watcher.project.project import default_cache_dir
-
-    name = hashlib.sha256(str(project.project_dir).encode()).hexdigest()[:16]
-    copy = default_cache_dir() / "projects" / f"{project.project_dir.name}-{name}"
-    shutil.copytree(
-        project.project_dir, copy, dirs_exist_ok=True, ignore=shutil.ignore_patterns("target", "logs", ".dbt_watcher")
-    )
-    log.info("%s is read-only: dbt deps and dbt run in a copy, %s", project.project_dir, copy)
-    profiles_dir = copy if project.profiles_dir == project.project_dir else project.profiles_dir
-    return replace(project, project_dir=copy, profiles_dir=profiles_dir)
-
-
-def needs_deps(project: DbtProject) -> bool:
-    """The project declares packages (packages.yml or dependencies.yml) that are not installed."""
-    declared = any((project.project_dir / name).is_file() for name in ("packages.yml", "dependencies.yml"))
-    installed = project.project_dir / str(project.project_yml().get("packages-install-path", "dbt_packages"))
-    return declared and not (installed.is_dir() and any(installed.iterdir()))

@@ -17,26 +17,28 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dbt_watcher.channel.channel import FAILED, FINISHED, Invocation, RunStatus, StatusChannel
+from dbt_watcher.channel.channel import StatusChannel
+from dbt_watcher.channel.records import RunStatus
+from dbt_watcher.channel.wire import FAILED, FINISHED
 from dbt_watcher.channel.writer import ChannelWriter
 from dbt_watcher.errors import DbtInvocationError
-from dbt_watcher.invocation.events import InvocationEvents, NodeResult
-from dbt_watcher.invocation.runners import Runner, read_freshness
-from dbt_watcher.producer.artifacts import (
-    attempt_dir,
+from dbt_watcher.invocation.events import NodeResult
+from dbt_watcher.invocation.runners import read_freshness
+from dbt_watcher.producer.closing import FAIL_FAST_ARGS, SkipExplainer, closing_record, hook_problems, verdict
+from dbt_watcher.producer.ledger import AttemptRecord, Ledger, LedgerBook
+from dbt_watcher.producer.narrowing import Narrowing, RunScope
+from dbt_watcher.producer.selection import SelectionPublisher
+from dbt_watcher.rules.artifacts import (
     partial_parse_cache,
     publish_attempt,
     read_run_results,
     save_partial_parse,
 )
-from dbt_watcher.producer.closing import FAIL_FAST_ARGS, SkipExplainer, closing_record, hook_problems, verdict
-from dbt_watcher.producer.ledger import AttemptRecord, Ledger, LedgerBook
-from dbt_watcher.producer.narrowing import Narrowing, RunScope
 
 if TYPE_CHECKING:
     from dbt_watcher.invocation.command import DbtCommand
-    from dbt_watcher.plan.runtime import GroupRuntime
-    from dbt_watcher.project.project import DbtProject
+    from dbt_watcher.runtime.group_runtime import GroupRuntime
+    from dbt_watcher.runtime.task_dbt import TaskDbt
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +57,13 @@ class Attempt:
     """Everything one producer attempt needs to run dbt."""
 
     rt: GroupRuntime
-    project: DbtProject
-    runner: Runner
+    #: dbt for this attempt: the session's project and runner, the run's arguments, the attempt's folder.
+    dbt: TaskDbt
     channel: StatusChannel
     book: LedgerBook
     ledger: Ledger
     number: int
     run_path: Path
-    invocation: Invocation
     previous: RunStatus | None
     #: This try's writer, started by the producer (it already carries ``previous``).
     writer: ChannelWriter
@@ -70,13 +71,11 @@ class Attempt:
 
     @property
     def target_path(self) -> Path:
-        return attempt_dir(self.run_path, self.number)
+        return self.dbt.target_path
 
     def command(self, name: str, **options: Any) -> DbtCommand:
-        """A dbt command of this attempt: the run's vars, this attempt's target folder."""
-        options.setdefault("target_path", self.target_path)
-        options.setdefault("log_path", self.target_path / "logs")
-        return self.project.command(name, **options).with_(vars=dict(self.invocation.vars))
+        """A dbt command of this attempt (:meth:`dbt_watcher.runtime.task_dbt.TaskDbt.command`)."""
+        return self.dbt.command(name, **options)
 
     def run(
         self,
@@ -112,15 +111,15 @@ class Attempt:
     @property
     def fail_fast(self) -> bool:
         """dbt stops at the first failure: its closing record, not the live events, is final."""
-        flags = self.project.project_yml().get("flags") or {}
+        flags = self.dbt.project.project_yml().get("flags") or {}
         return (
-            bool(FAIL_FAST_ARGS & set(self.invocation.dbt_args))
+            bool(FAIL_FAST_ARGS & set(self.dbt.invocation.dbt_args))
             or os.environ.get("DBT_FAIL_FAST", "").lower() in ("1", "true", "yes")
             or (isinstance(flags, Mapping) and flags.get("fail_fast") is True)
         )
 
     def _prepare(self) -> None:
-        outcome = self.runner.prepare(self.command("parse"))
+        outcome = self.dbt.runner.prepare(self.command("parse"))
         if not outcome.ran:
             raise DbtInvocationError(f"dbt could not parse the project: {outcome.error}")
 
@@ -129,19 +128,19 @@ class Attempt:
         if narrowing.freshness:
             self._check_freshness(scope)
         if narrowing.select:
-            ids = self.runner.list_ids(
+            ids = self.dbt.runner.list_ids(
                 self.command("ls", select=tuple(narrowing.select.split()), exclude=rt.selection.exclude)
             )
             scope.keep_only(ids, f"not selected in this run (select={narrowing.select!r})")
         if narrowing.changed_sources is not None:
             changed = narrowing.changed_sources
-            ids = self.runner.list_ids(self.command("ls", select=tuple(f"{s}+" for s in changed))) if changed else []
+            ids = self.dbt.runner.list_ids(self.command("ls", select=[f"{s}+" for s in changed])) if changed else []
             scope.keep_only(ids, "none of the sources it reads changed in the asset events that triggered this run")
 
     def _check_freshness(self, scope: RunScope) -> None:
         rt = self.rt
         sources = dict(rt.freshness_sources_by_id)
-        self.runner.run(self.command("source freshness", select=tuple(sources.values())))
+        self.dbt.runner.run(self.command("source freshness", select=tuple(sources.values())))
         results = read_freshness(self.target_path)
         if not results:
             log.warning("dbt source freshness reported no results; nothing is left out")
@@ -150,13 +149,13 @@ class Attempt:
         for source_id, reason in rt.freshness_policy(results).items():
             if source_id in sources:
                 log.warning("%s; leaving out the nodes that read it", reason)
-                scope.exclude(self.runner.list_ids(self.command("ls", select=(f"{sources[source_id]}+",))), reason)
+                scope.exclude(self.dbt.runner.list_ids(self.command("ls", select=(f"{sources[source_id]}+",))), reason)
 
     def _on_dbt_start(self, writer: ChannelWriter) -> None:
         """dbt starts its first node: from now on this attempt may have changed the warehouse."""
         with self._started:
             try:
-                self.channel.write_invocation(self.invocation)
+                self.channel.write_invocation(self.dbt.invocation)
                 self.ledger = self.book.save(self.ledger.record(AttemptRecord(self.number, dbt_started=True)))
                 writer.set_head(built=True)
             except Exception:
@@ -164,13 +163,20 @@ class Attempt:
                 # built nothing and builds everything, never less.
                 log.exception("Could not record that dbt started; a retry will build the whole selection")
 
-    def _build(self, writer: ChannelWriter, results: dict[str, NodeResult], select: tuple[str, ...]) -> AttemptOutcome:
+    def _build(
+        self,
+        writer: ChannelWriter,
+        results: dict[str, NodeResult],
+        select: tuple[str, ...],
+    ) -> AttemptOutcome:
         rt = self.rt
         cached_parse = partial_parse_cache(rt.cache_dir, rt.project_key)
-        extra = ["--no-use-colors", *rt.exclude_tests, *self.invocation.dbt_args]
         # Each attempt gets a fresh target folder; parse from the last run's state (or the project's
         # own target/), so the build starts as fast as `dbt build` in the project folder would.
-        extra += _parse_from(cached_parse, self.project.project_dir / "target" / "partial_parse.msgpack")
+        extra = [
+            *rt.exclude_tests,
+            *_parse_from(cached_parse, self.dbt.project.project_dir / "target" / "partial_parse.msgpack"),
+        ]
         selection = rt.selection
         command = self.command(
             "build",
@@ -178,22 +184,27 @@ class Attempt:
             exclude=selection.exclude,
             selector=None if select else selection.selector,
             threads=rt.config.threads,
-            extra_args=tuple(extra),
-        ).with_(full_refresh=self.invocation.full_refresh)
+            extra_args=extra,
+        )
         skips = SkipExplainer(self.target_path)
-        events: InvocationEvents
 
         def on_node(result: NodeResult) -> None:
             if result.skipped and not result.message:
                 result = replace(result, message=skips.explain(result.unique_id, events.failed))
-            results[result.unique_id] = result.with_attempt(self.number)
+            results[result.unique_id] = result
             writer.publish(result)
 
-        events = InvocationEvents(on_node=on_node, on_start=lambda: self._on_dbt_start(writer))
+        selected = SelectionPublisher(self.dbt, writer, rt.consumer_positions)
+        events = self.dbt.events(
+            attempt=self.number,
+            on_node=on_node,
+            on_start=lambda: self._on_dbt_start(writer),
+            on_selection=selected.on_selection,
+        )
         log.info("dbt build of attempt %d runs in process %d", self.number, os.getpid())
         started = time.monotonic()
         try:
-            outcome = self.runner.run(command, on_event=events)
+            outcome = self.dbt.run(command, events)
         except BaseException as exc:
             # Killed or crashed mid-build: tell consumers now rather than after a silent head.
             finish_quietly(writer, f"the producer stopped: {type(exc).__name__}: {exc}")
@@ -204,6 +215,7 @@ class Attempt:
             finish_quietly(writer, error, outcome.exit_code)
             raise DbtInvocationError(f"dbt build could not run: {error}")
         run_results = read_run_results(self.target_path)
+        selected.finish(run_results)
         for final in closing_record(run_results, results, everything=self.fail_fast):
             results[final.unique_id] = final.with_attempt(self.number)
             writer.publish(final)
@@ -227,19 +239,18 @@ class Attempt:
         try:
             docs.mkdir(parents=True, exist_ok=True)
             # the build's parse: docs generate compiles without parsing again
-            extra = ["--no-use-colors", "--static", *_parse_from(self.target_path / "partial_parse.msgpack")]
+            extra = ["--static", *_parse_from(self.target_path / "partial_parse.msgpack")]
             selection = self.rt.selection
             command = self.command(
                 "docs generate",
                 target_path=docs,
-                log_path=docs / "logs",
                 select=selection.select,
                 exclude=selection.exclude,
                 selector=selection.selector,
                 threads=self.rt.config.threads,
-                extra_args=tuple(extra),
+                extra_args=extra,
             )
-            outcome = self.runner.run(command)
+            outcome = self.dbt.run(command)
         except Exception:
             log.exception("dbt docs generate failed; this run has no dbt docs")
             return
@@ -266,7 +277,7 @@ class Attempt:
     ) -> AttemptOutcome:
         record = self._record(exit_code, problem, dbt_ran)
         if dbt_ran:  # written again: the run's record survives anybody having emptied the channel
-            self.channel.write_invocation(self.invocation)
+            self.channel.write_invocation(self.dbt.invocation)
         writer.finish(FINISHED, "; ".join(hooks) if hooks else None, exit_code)
         return AttemptOutcome(results, self.ledger, record)
 

@@ -54,7 +54,7 @@ def recover_attempt(target: Path, attempt: int) -> tuple[dict[str, NodeResult], 
 
     The exit code follows dbt's ``interpret_results``: 1 when any node, test or hook did not succeed.
     """
-    from dbt_watcher.producer.artifacts import read_run_results
+    from dbt_watcher.rules.artifacts import read_run_results
 
     document = read_run_results(target)
     if document is None:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from dbt_watcher.channel.channel import Store
+from dbt_watcher.channel.wire import Store
 
 KEY = "dbt_watcher.ledger"
 

@@ -28,34 +28,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import AssetAlias, BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from dbt_watcher import compat
-from dbt_watcher.channel.channel import (
-    FINISHED,
-    TASKS,
-    ConsumerEntry,
-    Invocation,
-    RunStatus,
-    StatusChannel,
-    TaskMap,
-)
+from dbt_watcher import airflow_lines, compat
+from dbt_watcher.airflow_lines import AirflowException, AirflowFailException
+from dbt_watcher.channel.channel import StatusChannel
 from dbt_watcher.channel.liveness import heartbeat_interval
-from dbt_watcher.channel.store import Mirrored, ProducerXComs, RunAddress, TaskStateStore
+from dbt_watcher.channel.records import ConsumerEntry, Invocation, RunStatus, TaskMap
+from dbt_watcher.channel.store import Mirrored, ProducerXComs, RunAddress, private_store
+from dbt_watcher.channel.wire import FINISHED, TASKS, Store
 from dbt_watcher.channel.writer import ChannelWriter
-from dbt_watcher.consumer.decision import Action, final_decision
-from dbt_watcher.consumer.emission import EMITTED, add_events, emitted_record, pending_events, recorded
-from dbt_watcher.invocation.events import NodeResult
-from dbt_watcher.lineage import Completion, emit_completions
-from dbt_watcher.plan.group_plan import ConsumerTask
-from dbt_watcher.plan.runtime import GroupRuntime
-from dbt_watcher.producer.artifacts import attempt_dir
+from dbt_watcher.modes import ProducerRetry
 from dbt_watcher.producer.attempt import Attempt, finish_quietly, log_summary
 from dbt_watcher.producer.closing import recover_attempt
 from dbt_watcher.producer.ledger import Ledger, LedgerBook
 from dbt_watcher.producer.narrowing import Narrowing
+from dbt_watcher.producer.resume import nodes_to_resume
 from dbt_watcher.producer.run_args import call_hook, merge_returned
+from dbt_watcher.producer.selection import recorded_selection
 from dbt_watcher.producer.stall import watch_consumers
+from dbt_watcher.rules.artifacts import attempt_dir
+from dbt_watcher.rules.emission import EMITTED, add_events, emitted_record, pending_events, recorded
+from dbt_watcher.rules.lineage import Completion, emit_completions
+from dbt_watcher.rules.verdict import Action, final_decision
+from dbt_watcher.rules.watch import ConsumerTask
+from dbt_watcher.runtime.group_runtime import GroupRuntime
 from dbt_watcher.task_states import ENDED, TaskState
 
 if TYPE_CHECKING:
@@ -85,7 +81,8 @@ class DbtProducerOperator(BaseOperator):
         hook_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("retries", 1)
+        # A retry that skips or resumes needs the Task State Store (Airflow 3.3): without it, none by default.
+        kwargs.setdefault("retries", 1 if airflow_lines.has_task_state_store() else 0)
         kwargs.setdefault("retry_delay", timedelta(seconds=10))
         # The producer is every consumer's critical path: first in line when slots are scarce.
         kwargs.setdefault("priority_weight", 10_000)
@@ -106,7 +103,7 @@ class DbtProducerOperator(BaseOperator):
         rt = self.runtime
         number = int(ti.try_number)
         address = RunAddress.of(ti, ti.task_id)
-        mirror = TaskStateStore(context["task_state_store"], retention=rt.config.status_retention)
+        mirror = private_store(context, rt.config.status_retention)
         book = LedgerBook(mirror)
         ledger = self._generation(address, book, int(getattr(context["dag_run"], "clear_number", 0) or 0))
         previous = StatusChannel(mirror).read_all() if ledger.attempts else None
@@ -129,10 +126,8 @@ class DbtProducerOperator(BaseOperator):
                 results = dict(previous.results) if previous is not None else {}
             else:
                 invocation = self._invocation(context, mirror, run_path, reuse=ledger.built)
-                with rt.session(env=rt.rendered_env(self, context)) as (project, runner):
-                    attempt = Attempt(
-                        rt, project, runner, channel, book, ledger, number, run_path, invocation, previous, writer
-                    )
+                with rt.task_dbt(self, context, invocation, attempt_dir(run_path, number)) as dbt:
+                    attempt = Attempt(rt, dbt, channel, book, ledger, number, run_path, previous, writer)
                     outcome = attempt.run(
                         [c.watch.unique_id for c in self.consumers],
                         select=select,
@@ -144,7 +139,14 @@ class DbtProducerOperator(BaseOperator):
             # Anything before or around dbt (the hook, a connection, dbt itself): tell consumers now.
             finish_quietly(writer, f"the producer stopped: {type(exc).__name__}: {exc}")
             raise
-        status = RunStatus(ledger.generation, number, FINISHED, results)
+        status = RunStatus(
+            ledger.generation,
+            number,
+            FINISHED,
+            results,
+            selection=writer.selection,
+            selection_attempt=writer.selection_attempt,
+        )
         problem = self._problem(address, ledger, status, built_now=select is not None)
         if problem is not None and self.alias is not None:  # Airflow drops the asset events of a failed task
             log.info(
@@ -162,7 +164,7 @@ class DbtProducerOperator(BaseOperator):
         shared = rt.share(run_path)  # also when dbt failed: that is when people read run_results.json
         if problem is not None:
             message = f"The dbt build of this run is not green: {problem}"
-            if rt.config.producer_retry == "resume":
+            if ProducerRetry(rt.config.producer_retry) is ProducerRetry.RESUME:
                 raise AirflowException(message)  # a retry resumes: it builds what did not succeed
             raise AirflowFailException(message)  # a retry would build nothing: no point in one
         # Last: a try that fails after recording its events would lose them (Airflow drops a failed
@@ -204,11 +206,12 @@ class DbtProducerOperator(BaseOperator):
                 "Attempt %d ended without publishing; its run_results.json says dbt exited %d", record.number, exit_code
             )
             merged = {**(previous.results if previous is not None else {}), **results}
-            previous = (
-                replace(previous, results=merged)
-                if previous is not None
-                else RunStatus(ledger.generation, record.number, FINISHED, merged)
-            )
+            previous = previous or RunStatus(ledger.generation, record.number, FINISHED)
+            previous = replace(previous, results=merged)
+            selected = recorded_selection(attempt_dir(run_path, record.number), self.runtime.consumer_positions)
+            if selected is not None:
+                selection = {**previous.selection, **selected}
+                previous = replace(previous, selection=selection, selection_attempt=record.number)
             ledger = book.save(ledger.record(replace(record, exit_code=exit_code, problem=problem)))
         return ledger, previous
 
@@ -221,7 +224,7 @@ class DbtProducerOperator(BaseOperator):
             if ledger.attempts:
                 log.info("No earlier attempt of this run started dbt: attempt %d builds the selection.", number)
             return ()
-        if not cfg.producer_retry_skip:
+        if cfg.retry_mode is ProducerRetry.REBUILD:
             log.warning("Attempt %d builds the whole selection again (producer_retry_skip=False).", number)
             return ()
         log.warning(
@@ -229,7 +232,7 @@ class DbtProducerOperator(BaseOperator):
             [a.number for a in ledger.attempts if a.dbt_started],
             number,
         )
-        if cfg.producer_retry != "resume" or previous is None:
+        if cfg.retry_mode is not ProducerRetry.RESUME or previous is None:
             log.info("Nodes that did not succeed are left to their consumers, which rebuild them on retry.")
             return None
         todo = nodes_to_resume(self.consumers, previous, self._states(address))
@@ -239,7 +242,7 @@ class DbtProducerOperator(BaseOperator):
         log.info("producer_retry='resume': one dbt invocation for %d nodes that did not succeed.", len(todo))
         return todo
 
-    def _invocation(self, context: Context, mirror: TaskStateStore, run_path: Any, *, reuse: bool) -> Invocation:
+    def _invocation(self, context: Context, mirror: Store, run_path: Any, *, reuse: bool) -> Invocation:
         """The run's dbt arguments: the first build's again once dbt built in this run, else decided now."""
         if reuse:
             stored = StatusChannel(mirror).read_invocation()
@@ -257,7 +260,7 @@ class DbtProducerOperator(BaseOperator):
 
     def _task_map(self) -> dict[str, Any]:
         """Which consumer task watches which node: the UI plugin's key from dbt's nodes to tasks."""
-        entries = {c.task_id: ConsumerEntry(c.watch.unique_id, c.watch.tests, c.asset_uri) for c in self.consumers}
+        entries = {c.task_id: ConsumerEntry(c.watch.unique_id, c.watch.gated, c.asset_uri) for c in self.consumers}
         return TaskMap(self.runtime.group_id, entries).to_json()
 
     def _narrowing(self, context: Context) -> Narrowing:
@@ -277,7 +280,7 @@ class DbtProducerOperator(BaseOperator):
         )
 
     def _writer(
-        self, channel: StatusChannel, mirror: TaskStateStore, ledger: Ledger, previous: RunStatus | None, number: int
+        self, channel: StatusChannel, mirror: Store, ledger: Ledger, previous: RunStatus | None, number: int
     ) -> ChannelWriter:
         """This try's channel writer, started, carrying what earlier attempts of the generation published."""
         stored = StatusChannel(mirror).read_invocation()
@@ -333,7 +336,7 @@ class DbtProducerOperator(BaseOperator):
         self, context: Context, book: LedgerBook, ledger: Ledger, status: RunStatus, address: RunAddress
     ) -> Ledger:
         """One event per green node whose consumer ends in the triggerer, once per generation
-        (:mod:`dbt_watcher.consumer.emission`); called only for a try that ends green."""
+        (:mod:`dbt_watcher.rules.emission`); called only for a try that ends green."""
         if self.alias is None:
             return ledger
         emitted = ledger.assets_emitted
@@ -370,30 +373,3 @@ def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "1", "yes", "on")
     return bool(value)
-
-
-def nodes_to_resume(
-    consumers: Sequence[ConsumerTask], previous: RunStatus, consumer_states: Mapping[str, str]
-) -> tuple[str, ...]:
-    """dbt selectors for everything that did not succeed: failed or never-run nodes, failed tests.
-
-    Nodes whose consumer already went green (it rebuilt the node itself), and nodes deliberately
-    left out of the run, are left alone, so no node is built twice.
-    """
-    final = replace(previous, state=FINISHED)
-    selectors: list[str] = []
-    for consumer in consumers:
-        built: NodeResult | None = previous.results.get(consumer.watch.unique_id)
-        if consumer_states.get(consumer.task_id) == TaskState.SUCCESS or (built is not None and built.excluded):
-            continue
-        if final_decision(consumer.watch, final).action is Action.SUCCEED:
-            continue
-        if built is not None and built.succeeded:
-            selectors.extend(
-                selector
-                for test_id, selector in sorted(consumer.test_selectors.items())
-                if not ((test := previous.results.get(test_id)) and test.succeeded)
-            )
-        else:
-            selectors.append(consumer.selector)
-    return tuple(selectors)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from dbt_watcher.channel.channel import Invocation
+from dbt_watcher.channel.records import Invocation
 from dbt_watcher.checks import check_dbt_args
 from dbt_watcher.errors import ConfigurationError
 

@@ -15,9 +15,9 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from dbt_watcher.channel.channel import RunStatus
-from dbt_watcher.consumer.decision import Action, final_decision
-from dbt_watcher.plan.group_plan import ConsumerTask
+from dbt_watcher.channel.records import RunStatus
+from dbt_watcher.rules.verdict import Action, final_decision
+from dbt_watcher.rules.watch import ConsumerTask
 from dbt_watcher.task_states import NO_STATE, WAITING
 
 log = logging.getLogger(__name__)

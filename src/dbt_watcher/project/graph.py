@@ -11,10 +11,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dbt_watcher.invocation.selection import TestFacts
+from dbt_watcher.invocation.target import Target
+
 #: The dbt resource types that get an Airflow consumer task of their own.
 WATCHED_TYPES = frozenset({"model", "seed", "snapshot"})
 
-GRAPH_FORMAT = 5
+GRAPH_FORMAT = 6
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class DbtNode:
     tags: tuple[str, ...] = ()
     airflow_meta: Mapping[str, Any] = field(default_factory=dict)
     attached_node: str | None = None
+    #: A test's YAML entry (``models.orders``, ``sources.raw``): what it is written under.
+    file_key_name: str | None = None
     version: str | None = None
     original_file_path: str = ""
     severity: str | None = None
@@ -59,6 +64,10 @@ class DbtNode:
         """A dbt selection string that matches this node alone (used by local fallback runs)."""
         return f"fqn:{'.'.join(self.fqn)},resource_type:{self.resource_type}"
 
+    def test_facts(self) -> TestFacts:
+        """What this test checks, as the gating rule reads it (dbt_watcher.rules.gating)."""
+        return TestFacts(self.unique_id, self.attached_node, self.file_key_name, self.depends_on, self.fqn)
+
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "unique_id": self.unique_id,
@@ -71,6 +80,7 @@ class DbtNode:
             "tags": list(self.tags),
             "airflow_meta": dict(self.airflow_meta),
             "attached_node": self.attached_node,
+            "file_key_name": self.file_key_name,
             "version": self.version,
             "original_file_path": self.original_file_path,
             "severity": self.severity,
@@ -97,6 +107,7 @@ class DbtNode:
             tags=tuple(data.get("tags", ())),
             airflow_meta=data.get("airflow_meta") or {},
             attached_node=data.get("attached_node"),
+            file_key_name=data.get("file_key_name"),
             version=data.get("version"),
             original_file_path=data.get("original_file_path", ""),
             severity=data.get("severity"),
@@ -140,31 +151,6 @@ class DbtSource:
             relation=Relation(rel[0], rel[1], rel[2]),
             has_freshness=bool(data.get("has_freshness")),
         )
-
-
-@dataclass(frozen=True)
-class Target:
-    """Connection facts of the dbt target that asset URIs need (never credentials)."""
-
-    adapter_type: str
-    profile_name: str
-    target_name: str
-    host: str | None = None
-    port: int | None = None
-    database: str | None = None
-    schema: str | None = None
-    threads: int | None = None
-    #: Snowflake's account identifier (the authority of its asset URIs).
-    account: str | None = None
-    #: The AWS region of an Athena target.
-    region: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Target:
-        return cls(**data)
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from dbt_watcher.errors import ConfigurationError
-from dbt_watcher.invocation.command import DbtCommand, describe_failure, run_dbt
+from dbt_watcher.invocation.command import DbtCommand, DbtProject, describe_failure, run_dbt
 from dbt_watcher.invocation.runners import SubprocessDbt
+from dbt_watcher.invocation.target import target_facts
 from dbt_watcher.project.graph import DbtNode, DbtSource, ProjectGraph, Relation
-from dbt_watcher.project.project import DbtProject, Selection
-from dbt_watcher.project.target import target_facts
+from dbt_watcher.project.selection import Selection
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +193,7 @@ def _convert(raw: dict[str, Any]) -> DbtNode | None:
         tags=tuple(raw.get("tags") or ()),
         airflow_meta=airflow_meta,
         attached_node=raw.get("attached_node"),
+        file_key_name=raw.get("file_key_name"),
         version=str(version) if version is not None else None,
         original_file_path=raw.get("original_file_path", ""),
         severity=str(config.get("severity") or "") or None,

@@ -30,13 +30,12 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from dbt_watcher.invocation.command import DbtProject
 from dbt_watcher.project.graph import GRAPH_FORMAT, ProjectGraph
-from dbt_watcher.project.project import DbtProject, Selection, parse_environment
-
-if TYPE_CHECKING:
-    from dbt_watcher.config import WatcherConfig
+from dbt_watcher.project.locate import fingerprint, parse_environment
+from dbt_watcher.project.selection import Selection
 
 log = logging.getLogger(__name__)
 
@@ -49,28 +48,23 @@ _written: set[Path] = set()
 _places: dict[tuple[str, str], tuple[Path, str]] = {}
 
 
-def place(cfg: WatcherConfig, source_dir: Path, selection: Selection, keys: tuple[str, ...]) -> tuple[Path, str]:
+def place(
+    root: DbtProject, settings: Mapping[str, Any], selection: Selection, keys: tuple[str, ...]
+) -> tuple[Path, str]:
     """The project folder and key of a group's prepared graph: the project files' portable hash and
-    every parse setting of the group (the environment's values are checked apart, see read_prepared)."""
-    root = DbtProject.locate(cfg.project_dir, relative_to=source_dir, needs_profiles=False)
-    settings = {
-        "profile": cfg.profile,
-        "target": cfg.target,
-        "profiles_dir": str(cfg.profiles_dir) if cfg.profiles_dir is not None else None,
-        "connection_id": cfg.connection_id,
-        "profile_args": cfg.profile_args,
-        "env": cfg.parse_env,
-        "dbt_executable": str(cfg.dbt_executable) if cfg.dbt_executable is not None else None,
-        "vars": cfg.vars,
+    every parse setting of the group (``settings``: what the DAG file decides about the parse; the
+    environment's values are checked apart, see read_prepared)."""
+    described = {
+        **settings,
         "select": selection.select,
         "exclude": selection.exclude,
         "selector": selection.selector,
         "extra_selections": keys,
     }
-    memo = (str(root.project_dir), json.dumps(settings, sort_keys=True, default=str))
+    memo = (str(root.project_dir), json.dumps(described, sort_keys=True, default=str))
     if memo not in _places:
-        material = json.dumps({"format": GRAPH_FORMAT, "files": root.fingerprint(portable=True)[0], **settings},
-                              sort_keys=True, default=str)  # fmt: skip
+        files = fingerprint(root, portable=True)[0]
+        material = json.dumps({"format": GRAPH_FORMAT, "files": files, **described}, sort_keys=True, default=str)
         _places[memo] = (root.project_dir, hashlib.sha256(material.encode()).hexdigest()[:32])
     return _places[memo]
 

@@ -27,10 +27,11 @@ from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 
 from dbt_watcher import compat
-from dbt_watcher.channel.channel import INVOCATION, TASKS, TaskMap
-from dbt_watcher.producer.artifacts import is_run_location
-from dbt_watcher.ui.links import read_docs_token
-from dbt_watcher.ui.run_view import artifacts_of, by_producer, run_view
+from dbt_watcher.channel.records import TaskMap
+from dbt_watcher.channel.wire import INVOCATION, TASKS
+from dbt_watcher.rules.artifacts import is_run_location
+from dbt_watcher.rules.links import read_docs_token
+from dbt_watcher.ui.run_view import artifacts_of, by_producer, gating_tests, run_view
 
 #: dbt's single-file docs site (``dbt docs generate --static``, in ``<artifacts>/docs``).
 DOCS_PAGE = "docs/static_index.html"
@@ -65,10 +66,11 @@ def create_app() -> FastAPI:
 
     @app.get("/api/run", dependencies=access)
     def run(dag_id: str, run_id: str) -> dict[str, Any]:
-        return run_view(compat.run_xcoms(dag_id, run_id, _PREFIX))
+        return run_view(compat.run_xcoms(dag_id, as_run_id(run_id), _PREFIX))
 
     @app.get("/api/sql", dependencies=access)
     def sql(dag_id: str, run_id: str, task_id: str, map_index: int = Query(-1)) -> dict[str, Any]:
+        run_id = as_run_id(run_id)
         return compiled_sql(compat.run_xcoms(dag_id, run_id, _PREFIX), dag_id, run_id, task_id, map_index)
 
     @app.get("/docs/{dag_id}/{token}/{name}", dependencies=access)
@@ -90,6 +92,13 @@ def create_app() -> FastAPI:
         return Response(page, media_type="text/html", headers=DOCS_HEADERS)
 
     return app
+
+
+def as_run_id(text: str) -> str:
+    """The run id a query string meant. Airflow 3.1's UI puts the run id in an external view's URL
+    without encoding it, so the ``+`` of a time zone offset (``manual__...+00:00``) arrives as a space;
+    a run id never holds a space (Airflow's run id pattern), so a space can only be such a ``+``."""
+    return text.replace(" ", "+")
 
 
 def _read(artifacts: str | None, dag_id: str, run_id: str, relative: str) -> bytes | None:
@@ -127,7 +136,7 @@ def compiled_sql(
         entry = tasks.tasks.get(task_id) if tasks is not None else None
         if entry is None:
             continue
-        wanted = [entry.node, *entry.tests]
+        wanted = [entry.node, *(gating_tests(values, entry.node) if entry.gated else ())]
         answer: dict[str, Any] = {"unique_id": entry.node, "producer_task_id": producer, "sql": [], "note": None}
         found = _read(artifacts_of(values), dag_id, run_id, "run_results.json")
         try:

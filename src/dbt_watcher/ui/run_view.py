@@ -21,7 +21,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from dbt_watcher.channel.channel import HEAD, INVOCATION, TASKS, ChannelReader, Invocation, TaskMap
+from dbt_watcher.channel.channel import ChannelReader
+from dbt_watcher.channel.records import Invocation, TaskMap
+from dbt_watcher.channel.wire import HEAD, INVOCATION, TASKS
 from dbt_watcher.invocation.events import NodeResult
 
 Row = tuple[str, int, str, Any]
@@ -54,6 +56,12 @@ def artifacts_of(values: Mapping[str, Any]) -> str | None:
     return invocation.artifacts if invocation is not None and isinstance(invocation.artifacts, str) else None
 
 
+def gating_tests(values: Mapping[str, Any], node: str) -> list[str]:
+    """The tests the run's dbt invocation selected for a node (those that gate its consumer)."""
+    status = ChannelReader().read(_Values(values)).status
+    return sorted(status.selection.get(node, {})) if status is not None else []
+
+
 def run_view(rows: Iterable[Row]) -> dict[str, Any]:
     """The run page's data for every dbt-watcher group of one DAG run (see the module docstring)."""
     groups = [
@@ -67,9 +75,9 @@ def run_view(rows: Iterable[Row]) -> dict[str, Any]:
 def _group(task_id: str, map_index: int, values: Mapping[str, Any]) -> dict[str, Any]:
     tasks = TaskMap.from_json(values.get(TASKS, {}))
     unreadable = None if tasks is not None else "the group's task map (dbt_watcher.tasks) is not readable"
-    watched = _watched(tasks) if tasks is not None else {}
     read = ChannelReader().read(_Values(values))
     status = read.status
+    watched = _watched(tasks, status.selection if status is not None else {}) if tasks is not None else {}
     silent = None if status is not None else "the producer has published no status yet"
     problem = read.malformed or unreadable or silent
     results = sorted(
@@ -91,11 +99,12 @@ def _group(task_id: str, map_index: int, values: Mapping[str, Any]) -> dict[str,
     }
 
 
-def _watched(tasks: TaskMap) -> dict[str, tuple[str, bool, str | None]]:
-    """unique id -> (consumer task id whose verdict it is, is a gating test, asset URI)."""
+def _watched(tasks: TaskMap, selection: Mapping[str, Mapping[str, str]]) -> dict[str, tuple[str, bool, str | None]]:
+    """unique id -> (consumer task id whose verdict it is, is a gating test, asset URI); which tests gate
+    a consumer is what the run's dbt invocation selected for its node."""
     watched: dict[str, tuple[str, bool, str | None]] = {}
     for consumer, entry in tasks.tasks.items():
-        for test in entry.tests:
+        for test in selection.get(entry.node, {}) if entry.gated else ():
             watched.setdefault(test, (consumer, True, None))
         watched[entry.node] = (consumer, False, entry.asset)
     return watched

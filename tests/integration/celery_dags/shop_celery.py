@@ -35,8 +35,8 @@ DBT_QUEUE = "dbt"
     operator_args={"retries": 1, "retry_delay": timedelta(seconds=1)},
     artifacts_url=os.environ.get("DBTW_SHARED_ARTIFACTS", "file:///tmp/dbt-watcher-shared"),
 )
-def shop(dag_run: DagRunProtocol) -> dict[str, object]:
-    return {"vars": dict(dag_run.conf or {})}
+def shop(dag_run: DagRunProtocol | None = None) -> dict[str, object]:
+    return {"vars": dict(dag_run.conf or {}) if dag_run is not None else {}}
 
 
 @dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)

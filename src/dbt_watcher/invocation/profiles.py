@@ -3,7 +3,7 @@
 The rendered ``profiles.yml`` lives in a private temporary folder for one invocation and holds no
 secret: each secret reaches dbt through an environment variable named ``DBT_ENV_SECRET_...``, which
 dbt scrubs from its logs (Airflow masks connection passwords in task logs as well). Which fields of
-which connection types become which dbt settings: :mod:`dbt_watcher.project.connection_profiles`.
+which connection types become which dbt settings: :mod:`dbt_watcher.invocation.connection_profiles`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 import yaml
 
 from dbt_watcher.errors import ConfigurationError
-from dbt_watcher.project.connection_profiles import parse_placeholders, profile_outputs
-from dbt_watcher.project.project import DbtProject
+from dbt_watcher.invocation.command import DbtProject
+from dbt_watcher.invocation.connection_profiles import parse_placeholders, profile_outputs
 
 TARGET = "airflow"
 

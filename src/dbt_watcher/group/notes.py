@@ -6,14 +6,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from dbt_watcher.plan.overrides import unmatched_keys
+from dbt_watcher.group.overrides import unmatched_keys
 
 if TYPE_CHECKING:
     from dbt_watcher.config import WatcherConfig
-    from dbt_watcher.plan.group_plan import GroupPlan
+    from dbt_watcher.group.plan import GroupPlan
     from dbt_watcher.project.graph import ProjectGraph
 
-log = logging.getLogger("dbt_watcher.plan.render")
+log = logging.getLogger("dbt_watcher.group.render")
 
 
 def log_notes(graph: ProjectGraph, plan: GroupPlan, cfg: WatcherConfig) -> None:
@@ -31,7 +31,7 @@ def plan_notes(graph: ProjectGraph, plan: GroupPlan, cfg: WatcherConfig) -> list
         notes.append(
             (logging.INFO, f"{len(graph.disabled)} disabled dbt nodes have no task: {', '.join(graph.disabled)}")
         )
-    if cfg.test_behavior == "build":
+    if cfg.test_behavior.gates_consumers:
         notes.extend(
             (logging.INFO, f"{test} gates no consumer (it still runs in the build): {reason}")
             for test, reason in plan.unattached_tests

@@ -3,14 +3,15 @@
 The trigger (deferrable), the sensor (on a worker), the producer (asset events) and the audit all call
 :func:`decide`, so they cannot disagree. The invariant: **green only on positive evidence** — this
 DAG run's own dbt invocation reported the node's final status as success and every test that gates
-it as pass or warn. Anything missing, skipped, cancelled, partial, unreadable or not (yet) this try's
-word is not green:
+it as pass or warn. Which tests gate it is what that invocation selected (the selection the producer
+publishes, :mod:`dbt_watcher.rules.gating`), not what the DAG file expected. Anything missing, skipped,
+cancelled, partial, unreadable or not (yet) this try's word is not green:
 
 * a first try reports anything else as a failure (``FAIL``) with dbt's own message;
 * a retry — automatic or a user's clear — rebuilds the node on a worker (``RUN_LOCALLY``), but only
   once nobody else can build it and every upstream consumer is green in this run (dbt order);
-* a consumer whose producer never ran in this DAG run, or whose node was left out of this run, ends
-  ``SKIP``; while evidence may still come, ``WAIT``.
+* a consumer whose producer never ran in this DAG run, or whose node was left out of this run or not
+  selected by its dbt invocation, ends ``SKIP``; while evidence may still come, ``WAIT``.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from dbt_watcher.channel.channel import RunStatus
 from dbt_watcher.channel.liveness import PRODUCER_NEVER_RAN, producer_stopped
+from dbt_watcher.channel.records import RunStatus
 from dbt_watcher.invocation.events import NodeResult, NodeStatus
-from dbt_watcher.plan.group_plan import Watch
+from dbt_watcher.rules.watch import Watch
 from dbt_watcher.task_states import ENDED, NO_STATE, TaskState
 
 #: Consumer states that end a task for good (an upstream in one of them blocks a rebuild).
@@ -96,6 +97,8 @@ def decide(watch: Watch, view: View, *, try_number: int) -> Decision:
     result = status.results.get(watch.unique_id)
     if result is not None and result.excluded:
         return Decision(Action.SKIP, result.message or "left out of this run", result)
+    if result is None and _not_selected(watch.unique_id, status, done):
+        return Decision(Action.SKIP, NOT_SELECTED)
     if result is None or (status.final_only and not result.closing):
         if not done:
             return _wait("waiting for dbt to build this node")
@@ -109,6 +112,21 @@ def decide(watch: Watch, view: View, *, try_number: int) -> Decision:
     if not result.succeeded:
         return verdict.not_green(f"dbt reported {result.status}: {result.message or 'no message'}", result)
     return verdict.with_tests(status, result, done)
+
+
+#: Why a consumer whose node the run's dbt invocation did not select is skipped.
+NOT_SELECTED = (
+    "this run's dbt invocation did not select it (the run's select, exclude and selector, and the vars and "
+    "dbt_args the run gave dbt)"
+)
+
+
+def _not_selected(unique_id: str, status: RunStatus, done: bool) -> bool:
+    """Positive evidence that no attempt of this run builds the node: the current attempt's published
+    selection (or, once nothing more is coming, the last one published) does not list it."""
+    if status.selection_attempt is None or unique_id in status.selection:
+        return False
+    return status.selection_current or done
 
 
 def _missing_reason(status: RunStatus, producer_state: str | None, stopped: bool) -> str:
@@ -135,8 +153,21 @@ class _Verdict:
     producer_builds_next: bool
 
     def with_tests(self, status: RunStatus, result: NodeResult, done: bool) -> Decision:
+        tests: Mapping[str, str] = {}
+        if self.watch.gated:
+            selected = status.selection.get(self.watch.unique_id)
+            if selected is None:
+                if not (done or status.selection_current):
+                    return _wait("node built; waiting for this run's dbt selection (which tests gate it)")
+                return self.not_green(
+                    "the node was built, but this run's dbt invocation did not report selecting it, so which "
+                    "tests gate it is unknown",
+                    result,
+                    may_build=not self.producer_stopped,
+                )
+            tests = selected
         bad, warned, missing = [], [], []
-        for test_id in self.watch.tests:
+        for test_id in tests:
             test = status.results.get(test_id)
             if test is None or (status.final_only and not test.closing):
                 missing.append(test_id)
@@ -151,8 +182,8 @@ class _Verdict:
         if missing:
             names = ", ".join(_short(t) for t in missing)
             return self.not_green(
-                f"the node was built but {len(missing)} of its tests have no result in this run ({names}): "
-                "dbt did not run them (--fail-fast cancelled them, or the producer stopped first)",
+                f"the node was built but {len(missing)} of the tests this run selected for it have no result "
+                f"({names}): dbt did not run them (--fail-fast cancelled them, or the producer stopped first)",
                 result,
                 may_build=not self.producer_stopped,
             )

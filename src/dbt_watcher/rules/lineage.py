@@ -40,7 +40,7 @@ class NodeLineage:
 
 
 def dataset_name(uri: str) -> tuple[str, str]:
-    """OpenLineage (namespace, name) of one of our asset URIs (dbt_watcher.assets), by the OpenLineage
+    """OpenLineage (namespace, name) of one of our asset URIs (dbt_watcher.rules.assets), by the OpenLineage
     naming spec: namespace ``<scheme>://<authority>``, name the dotted parts — except BigQuery, whose
     namespace is ``bigquery`` and whose name starts with the project, and DuckDB, whose name starts
     with the database. tests/unit/test_asset_uris.py checks these against the OpenLineage client's

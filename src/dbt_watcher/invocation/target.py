@@ -9,12 +9,39 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dbt_watcher.errors import ConfigurationError
-from dbt_watcher.project.graph import Target
-from dbt_watcher.project.project import DbtProject
+from dbt_watcher.invocation.command import DbtProject
+
+
+@dataclass(frozen=True)
+class Target:
+    """Connection facts of the dbt target that asset URIs need (never credentials)."""
+
+    adapter_type: str
+    profile_name: str
+    target_name: str
+    host: str | None = None
+    port: int | None = None
+    database: str | None = None
+    schema: str | None = None
+    threads: int | None = None
+    #: Snowflake's account identifier (the authority of its asset URIs).
+    account: str | None = None
+    #: The AWS region of an Athena target.
+    region: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Target:
+        return cls(**data)
+
 
 # Executed with exec() here, or with `python -c` by the dbt virtualenv's interpreter.
 LOADER = """

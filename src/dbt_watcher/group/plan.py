@@ -5,11 +5,9 @@ Rules (documented in docs/concepts.md):
 * every selected model, seed and snapshot that dbt builds gets one consumer task; ephemeral models
   get none, but lineage passes through them, so ``a -> ephemeral -> b`` renders as ``a >> b``;
 * a consumer's upstream tasks are the consumers of its selected dbt parents;
-* each selected test gates at most one consumer, the node it checks: the node it was written on
-  (dbt's ``attached_node``; a relationships test is written on the model that holds the foreign key).
-  A test written on a node that has no task (a source, an ephemeral model) gates nothing; a test
-  with no ``attached_node`` (a singular test) gates the parent dbt builds last. A test that gates
-  nothing still runs in the build; ``dbt-watcher render`` lists each with the reason;
+* each selected test gates at most one consumer, by the rule of :mod:`dbt_watcher.rules.gating`
+  (the node it is written under; nothing for a test on a source); at run time the same rule is
+  applied to the tests the run's own dbt invocation selected, so this is what ``render`` expects;
 * task ids are the node name, with ``_v<version>`` for versioned models; characters Airflow does
   not accept become ``_``; names that still collide are prefixed with the package name.
 """
@@ -21,15 +19,13 @@ import graphlib
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from dbt_watcher.errors import ConfigurationError
-from dbt_watcher.lineage import NodeLineage
 from dbt_watcher.project.graph import DbtNode, ProjectGraph
+from dbt_watcher.rules.gating import gating
+from dbt_watcher.runtime.group_runtime import AUDIT_TASK_ID, PRODUCER_TASK_ID, TESTS_TASK_ID
 
-PRODUCER_TASK_ID = "dbt_producer"
-#: The audit task and the ``after_all`` test task: ids no consumer may take.
-AUDIT_TASK_ID, TESTS_TASK_ID = "dbt_audit", "dbt_tests"
 _INVALID_TASK_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 _MAX_TASK_ID = 200  # leaves room for group prefixes inside Airflow's 250-character limit
 
@@ -45,38 +41,6 @@ class ConsumerSpec:
 
 
 @dataclass(frozen=True)
-class Watch:
-    """What one consumer watches: its node, the tests that gate it and its upstream consumers."""
-
-    unique_id: str
-    tests: tuple[str, ...] = ()
-    #: Full task ids (group prefix included) of the consumers of its dbt parents.
-    upstream: tuple[str, ...] = ()
-    producer_resumes: bool = False
-
-
-@dataclass(frozen=True)
-class ConsumerTask:
-    """One rendered consumer task, as the producer, the consumer itself and the audit know it."""
-
-    task_id: str
-    spec: ConsumerSpec
-    watch: Watch
-    #: dbt selectors of the node and of each gating test (for a producer that resumes).
-    selector: str
-    test_selectors: Mapping[str, str]
-    asset_uri: str | None = None
-    #: The consumer ends in the triggerer, where Airflow registers no asset event and runs no
-    #: lineage listener: the producer emits both for it.
-    ends_in_triggerer: bool = False
-    lineage: NodeLineage = field(default_factory=NodeLineage)
-
-    @property
-    def producer_emits(self) -> bool:
-        return self.ends_in_triggerer and self.asset_uri is not None
-
-
-@dataclass(frozen=True)
 class GroupPlan:
     """Every task of one dbt-watcher group, in dbt's dependency order."""
 
@@ -84,9 +48,6 @@ class GroupPlan:
     left_out: tuple[tuple[str, str], ...]
     #: Selected tests that gate no consumer, each with the reason.
     unattached_tests: tuple[tuple[str, str], ...]
-
-    def by_unique_id(self) -> dict[str, ConsumerSpec]:
-        return {spec.node.unique_id: spec for spec in self.consumers}
 
     @functools.cached_property
     def _by_name(self) -> dict[str, ConsumerSpec]:
@@ -204,19 +165,8 @@ def _topological(upstream: Mapping[str, set[str]]) -> list[str]:
 def _attach_tests(
     graph: ProjectGraph, watched: set[str], order: list[str]
 ) -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
-    position = {uid: i for i, uid in enumerate(order)}
-    attached: dict[str, list[str]] = {}
-    unattached: list[tuple[str, str]] = []
-    for test in graph.selected_nodes(["test"]):
-        if test.attached_node is not None:
-            if test.attached_node in watched:
-                attached.setdefault(test.attached_node, []).append(test.unique_id)
-            else:
-                unattached.append((test.unique_id, f"it checks {test.attached_node}, which has no task"))
-            continue
-        parents = [p for p in test.depends_on if p in watched]
-        if parents:
-            attached.setdefault(max(parents, key=position.__getitem__), []).append(test.unique_id)
-        else:
-            unattached.append((test.unique_id, "none of the nodes it reads has a task (sources, ephemeral models)"))
-    return attached, unattached
+    """The rule of dbt_watcher.rules.gating, applied to the tests the group's parse-time selection holds
+    (what ``render`` shows; the run applies it to the tests its own invocation selected)."""
+    position = {uid: i for i, uid in enumerate(order) if uid in watched}
+    gates, ungated = gating((t.test_facts() for t in graph.selected_nodes(["test"])), position)
+    return {node: list(tests) for node, tests in gates.items()}, list(ungated.items())

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dbt_watcher.errors import ConfigurationError
-from dbt_watcher.project.secrets import is_secret_name
+from dbt_watcher.invocation.secrets import is_secret_name
 
 SECRET_PREFIX = "DBT_ENV_SECRET_DBT_WATCHER_"
 JSON_PREFIX = "DBT_WATCHER_SECRET_"

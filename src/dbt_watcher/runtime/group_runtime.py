@@ -8,21 +8,25 @@ worker that parses the DAG file from its bundle gets the project path inside tha
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from dbt_watcher.channel.channel import Invocation
-from dbt_watcher.channel.liveness import stale_after
+from dbt_watcher.channel.records import Invocation
 from dbt_watcher.config import WatcherConfig
-from dbt_watcher.plan.group_plan import AUDIT_TASK_ID, PRODUCER_TASK_ID
-from dbt_watcher.producer.artifacts import location, run_dir, share
-from dbt_watcher.project.project import DbtProject, Selection, default_cache_dir
+from dbt_watcher.invocation.command import DbtProject
+from dbt_watcher.invocation.session import DbtSession, dbt_session
+from dbt_watcher.project.cache import default_cache_dir
+from dbt_watcher.project.selection import Selection
+from dbt_watcher.rules.artifacts import location, run_dir, share
+from dbt_watcher.runtime.task_dbt import TaskDbt
 
-if TYPE_CHECKING:
-    from dbt_watcher.invocation.runners import DbtSession
+PRODUCER_TASK_ID = "dbt_producer"
+#: The audit task and the ``after_all`` test task: ids no consumer may take.
+AUDIT_TASK_ID, TESTS_TASK_ID = "dbt_audit", "dbt_tests"
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,11 @@ class GroupRuntime:
     freshness_sources_by_id: Mapping[str, str] = field(default_factory=dict)
     #: Asset URI of each source the group reads -> its dbt selector (for only_changed_sources).
     source_selectors_by_uri: Mapping[str, str] = field(default_factory=dict)
+    #: Each node that has a consumer, with its place in dbt's order (parents first): whom a test gates.
+    consumer_positions: Mapping[str, int] = field(default_factory=dict)
+    #: The target's warehouse when it takes one writer at a time (a DuckDB file): every dbt invocation of
+    #: the group holds a lock named after it (:func:`dbt_watcher.runtime.task_dbt.one_writer`).
+    single_writer: str | None = None
 
     # ------------------------------------------------------------------ settings, from the config
     @property
@@ -54,10 +63,6 @@ class GroupRuntime:
         return self.config.timeout_seconds
 
     @property
-    def stale_after(self) -> float:
-        return stale_after(self.poke_interval)
-
-    @property
     def cache_dir(self) -> Path:
         return Path(self.config.cache_dir) if self.config.cache_dir else default_cache_dir()
 
@@ -68,19 +73,14 @@ class GroupRuntime:
         return Invocation(dict(cfg.vars or {}), cfg.full_refresh is True, tuple(cfg.dbt_args))
 
     @property
-    def tests_in_build(self) -> bool:
-        """Whether the producer's build runs dbt tests (and the channel carries them)."""
-        return self.config.test_behavior in ("build", "after_each")
-
-    @property
     def exclude_tests(self) -> tuple[str, ...]:
         """dbt arguments that leave tests out of a build, for behaviours that run them elsewhere."""
-        return () if self.tests_in_build else ("--exclude-resource-type", "test", "unit_test")
+        return () if self.config.test_behavior.in_build else ("--exclude-resource-type", "test", "unit_test")
 
     @property
     def producer_resumes(self) -> bool:
         """Whether a later producer attempt may build nodes an earlier one did not."""
-        return not self.config.producer_retry_skip or self.config.producer_retry == "resume"
+        return self.config.retry_mode.builds_again
 
     @property
     def project_key(self) -> str:
@@ -94,10 +94,8 @@ class GroupRuntime:
         return {k: str(v) for k, v in task.render_template(dict(self.config.env or {}), context).items()}
 
     def session(self, env: Mapping[str, str] | None = None) -> DbtSession:
-        """The project and dbt runner for this task (see :func:`dbt_watcher.invocation.runners.dbt_session`);
+        """The project and dbt runner for this task (see :func:`dbt_watcher.invocation.session.dbt_session`);
         ``env``: the group's ``env=`` as the task rendered it (default: its values without templates)."""
-        from dbt_watcher.invocation.runners import dbt_session
-
         cfg = self.config
         return dbt_session(
             self.project,
@@ -107,7 +105,22 @@ class GroupRuntime:
             env=cfg.parse_env if env is None else env,
             threads=cfg.threads,
             install_deps=cfg.install_deps,
+            cache_dir=self.cache_dir,
         )
+
+    @contextlib.contextmanager
+    def task_dbt(self, task: Any, context: Any, invocation: Invocation, target_path: Path) -> Iterator[TaskDbt]:
+        """dbt for one try of ``task`` (:mod:`dbt_watcher.runtime.task_dbt`): the group's session with
+        ``env=`` rendered for the try, and the run's arguments."""
+        with self.session(env=self.rendered_env(task, context)) as (project, runner):
+            yield TaskDbt(project, runner, invocation, target_path, self.writer_lock)
+
+    @property
+    def writer_lock(self) -> Path | None:
+        if self.single_writer is None:
+            return None
+        name = hashlib.sha256(self.single_writer.encode()).hexdigest()[:16]
+        return self.cache_dir / "locks" / f"{name}.lock"
 
     def run_path(self, dag_id: str, run_id: str, map_index: int, generation: str) -> Path:
         return run_dir(

@@ -3,7 +3,7 @@
 Airflow registers a task's asset events only when the task succeeds on a worker: the Task SDK sends
 them with ``SucceedTask`` (``airflow/sdk/execution_time/task_runner.py``); a task ended by its trigger,
 or one that fails, registers none. A consumer that ends in the triggerer therefore has its event
-emitted, through the group's AssetAlias (:func:`dbt_watcher.assets.producer_alias`), by a task that
+emitted, through the group's AssetAlias (:func:`dbt_watcher.rules.assets.producer_alias`), by a task that
 ends green on a worker:
 
 * the producer, when its try ends green (dbt exited 0: the usual case);
@@ -28,15 +28,15 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dbt_watcher.channel.channel import RunStatus
-from dbt_watcher.consumer.decision import Action, final_decision
-from dbt_watcher.plan.group_plan import ConsumerTask
+from dbt_watcher.channel.records import RunStatus
+from dbt_watcher.rules.verdict import Action, final_decision
+from dbt_watcher.rules.watch import ConsumerTask
 
 if TYPE_CHECKING:
     from airflow.sdk import AssetAlias
 
 #: The key of each task's record of the events it emitted (XCom; the audit's Task State Store too).
-EMITTED = "dbt_watcher.assets_emitted"
+EMITTED = "dbt_watcher.rules.assets_emitted"
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dbt_watcher.assets import relation_uri
 from dbt_watcher.errors import ConfigurationError
-from dbt_watcher.lineage import dataset_name
-from dbt_watcher.project.graph import DbtNode, DbtSource, Relation, Target
+from dbt_watcher.invocation.target import Target
+from dbt_watcher.project.graph import DbtNode, DbtSource, Relation
+from dbt_watcher.rules.assets import relation_uri
+from dbt_watcher.rules.lineage import dataset_name
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 import attrs
 from airflow.sdk import TaskGroup
 
-from dbt_watcher.translator import DEFAULT_TRANSLATOR, DbtWatcherTranslator
+from dbt_watcher.rules.translator import DEFAULT_TRANSLATOR, DbtWatcherTranslator
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset
 
     from dbt_watcher.consumer.operator import DbtConsumerOperator
-    from dbt_watcher.plan.group_plan import GroupPlan
+    from dbt_watcher.group.plan import GroupPlan
     from dbt_watcher.producer.operator import DbtProducerOperator
     from dbt_watcher.project.graph import ProjectGraph
 

@@ -17,7 +17,7 @@ DAG import error). The rules, per dbt adapter type (docs/assets.md has the table
 * any other adapter: ``<adapter>://<host[:port], or database>/<database>/<schema>/<table>``.
 
 No part is ever empty (providers split on ``/`` and count parts). A group's ``translator=`` may name
-assets differently (:mod:`dbt_watcher.translator`).
+assets differently (:mod:`dbt_watcher.rules.translator`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote
 
-from dbt_watcher.project.graph import Relation, Target
+from dbt_watcher.invocation.target import Target
+from dbt_watcher.project.graph import Relation
 
 if TYPE_CHECKING:
     from airflow.sdk import AssetAlias

@@ -1,0 +1,269 @@
+"""Rows: the other Airflow, Python and dbt lines that dbt-watcher's tests run on.
+
+The main environment (requirements/constraints.txt) is one line: Airflow 3.3, Python 3.11, dbt 1.11. The package
+accepts more (pyproject: Airflow 3.0 on, Python 3.10 on, dbt up to 1.12) and degrades what an older line lacks at
+run time; a row is one such line, locked in requirements/rows/<row>.txt and installed in .venv-rows/<row>, so the
+claim is tested, not assumed.
+
+Airflow's per-release constraints files cannot be fetched here, and an unconstrained install of an older Airflow
+picks today's FastAPI and Cadwyn and breaks. So an older line is resolved as of a few days after its release
+(uv --exclude-newer), with dbt's packages (and what dbt 1.11 needs newer) exempt so that dbt 1.11 resolves. The
+Python and dbt rows start from requirements/constraints.txt's pins (uv keeps an output file's pins unless they must
+move) and move only what must move. Every venv installs from the shared uv cache, so rows share their downloads.
+
+    python -m devstack.rows --list                          the rows and their pins
+    python -m devstack.rows --compile [ROW...]              rewrite the rows' lock files
+    python -m devstack.rows --install [ROW...]              make or refresh the venvs, run no test
+    python -m devstack.rows [ROW...] [-- PYTEST_ARGS...]    install (when changed) and test each row
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ROWS_DIR = "requirements/rows"
+CONSTRAINTS = "requirements/constraints.txt"
+VENVS = REPO / ".venv-rows"
+STAMP = ".rows-stamp"
+
+# dbt's packages as of the day after dbt-duckdb 1.11.1: the dbt releases of requirements/constraints.txt.
+DBT_DATE = "2026-10-27"
+DBT_PACKAGES = (
+    "dbt-core",
+    "dbt-adapters",
+    "dbt-common",
+    "dbt-duckdb",
+    "dbt-postgres",
+    "dbt-protos",
+    "dbt-semantic-interfaces",
+    "dbt-extractor",
+)
+# The day requirements/constraints.txt was frozen: what the main-line rows move, they move to as of then.
+MAIN_DATE = "2026-11-25"
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    python: str
+    exclude_newer: str
+    newer_packages: tuple[str, ...] = ()  # resolved as of DBT_DATE instead
+    prefer: str | None = None  # a lock whose pins uv keeps unless they must move
+    overrides: str | None = None
+
+    @property
+    def requirements(self) -> str:
+        return f"{ROWS_DIR}/{self.name}.in"
+
+    @property
+    def lock(self) -> str:
+        return f"{ROWS_DIR}/{self.name}.txt"
+
+    @property
+    def venv(self) -> Path:
+        return VENVS / self.name
+
+
+ROWS = (
+    # Airflow 3.0.6: 2025-08-29. dbt 1.11 wants click>=8.3 and sqlparse>=0.5.5, both newer than that.
+    Row("airflow-3.0", "3.11", "2025-09-01", (*DBT_PACKAGES, "click", "sqlparse")),
+    Row("airflow-3.1", "3.11", "2026-03-14", DBT_PACKAGES),  # Airflow 3.1.8: 2026-03-11
+    Row("airflow-3.2", "3.11", "2026-06-01", DBT_PACKAGES),  # Airflow 3.2.2: 2026-05-29
+    Row("python-3.10", "3.10", MAIN_DATE, prefer=CONSTRAINTS),
+    Row("python-3.13", "3.13", MAIN_DATE, prefer=CONSTRAINTS),
+    # dbt-core 1.12.6 wants dbt-core-experimental-parser>=2.0.0b1, sdists whose build downloads a binary.
+    Row("dbt-1.12", "3.11", MAIN_DATE, prefer=CONSTRAINTS, overrides=f"{ROWS_DIR}/dbt-1.12.overrides.txt"),
+)
+DEFAULT_PYTEST = (("tests/unit", "-q", "-m", "not slow"), ("tests/integration", "-q", "-m", "row"))
+
+
+def uv() -> str:
+    """The uv next to the running Python (the main venv has it), else the one on PATH."""
+    beside = Path(sys.executable).parent / "uv"
+    found = str(beside) if beside.exists() else shutil.which("uv")
+    if found is None:
+        raise SystemExit("no uv beside this Python nor on PATH")
+    return found
+
+
+def interpreter(version: str) -> str:
+    """A Python of the row's minor version: this one, else pyenv's newest patch, else uv's find."""
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == version:
+        return sys.executable
+    root = os.environ.get("PYENV_ROOT")
+    if root is None and shutil.which("pyenv"):
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=False).stdout.strip()
+    patches = []
+    for path in Path(root or Path.home() / ".pyenv").glob(f"versions/{version}.*/bin/python"):
+        match = re.fullmatch(rf"{re.escape(version)}\.(\d+)", path.parent.parent.name)
+        if match:
+            patches.append((int(match[1]), str(path)))
+    if patches:
+        return max(patches)[1]
+    find = [uv(), "python", "find", "--no-python-downloads", version]
+    found = subprocess.run(find, capture_output=True, text=True, check=False)
+    if found.returncode == 0:
+        return found.stdout.strip()
+    raise SystemExit(f"no Python {version}: install it with pyenv")
+
+
+def compile_command(row: Row, output: str) -> list[str]:
+    command = ["uv", "pip", "compile", row.requirements, "--python-version", row.python]
+    command += ["--exclude-newer", row.exclude_newer]
+    for package in row.newer_packages:
+        command += ["--exclude-newer-package", f"{package}={DBT_DATE}"]
+    if row.overrides:
+        command += ["--override", row.overrides]
+    return [*command, "--no-header", "--output-file", output]
+
+
+def _wrap(args: list[str], width: int = 112) -> str:
+    words: list[str] = []
+    for arg in args:  # an option stays on one line with its value
+        if words and words[-1].startswith("--") and " " not in words[-1] and not arg.startswith("-"):
+            words[-1] += f" {arg}"
+        else:
+            words.append(arg)
+    lines = ["#    "]
+    for word in words:
+        if len(lines[-1]) + len(word) > width:
+            lines[-1] += "\\"
+            lines.append("#        ")
+        lines[-1] += word + " "
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def compile_row(row: Row) -> None:
+    """Rewrite the row's lock file from its .in file, its dates and its preferred pins alone."""
+    version = subprocess.run([uv(), "--version"], capture_output=True, text=True, check=True).stdout.split()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        output = f"{tmp}/{row.name}.txt"
+        if row.prefer:
+            shutil.copyfile(REPO / row.prefer, output)
+        subprocess.run([uv(), *compile_command(row, output)[1:]], cwd=REPO, check=True)
+        body = Path(output).read_text()
+    header = [
+        f"# Lock file of the row {row.name}; `python -m devstack.rows --compile {row.name}` rewrites it.",
+        f"# Compiled with uv {version}:",
+        _wrap(compile_command(row, row.lock)),
+    ]
+    if row.prefer:
+        header.append(f"# with the output file first holding {row.prefer}: uv keeps those pins unless they must move.")
+    (REPO / row.lock).write_text("\n".join(header) + "\n" + body)
+
+
+def _digest(row: Row) -> str:
+    digest = hashlib.sha256(row.python.encode())
+    for name in (row.lock, "pyproject.toml", row.overrides):
+        if name:
+            digest.update((REPO / name).read_bytes())
+    return digest.hexdigest()
+
+
+def install(row: Row) -> None:
+    """Make or reuse the row's venv; install the locked packages and the project when an input changed."""
+    python = row.venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([uv(), "venv", "--python", interpreter(row.python), str(row.venv)], check=True)
+    stamp = row.venv / STAMP
+    digest = _digest(row)
+    if stamp.exists() and stamp.read_text() == digest:
+        print(f"[{row.name}] up to date")
+        return
+    command = [uv(), "pip", "install", "--python", str(python), "--exact", "-c", row.lock]
+    if row.overrides:
+        command += ["--override", row.overrides]
+    subprocess.run([*command, "-e", ".[test]"], cwd=REPO, check=True)
+    stamp.write_text(digest)
+
+
+def test(row: Row, runs: tuple[tuple[str, ...], ...]) -> bool:
+    env = {**os.environ, "DBT_WATCHER_ROW": row.name, "VIRTUAL_ENV": str(row.venv)}
+    env["PATH"] = f"{row.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    ok = True
+    for args in runs:
+        pytest = [str(row.venv / "bin" / "python"), "-m", "pytest", *args]
+        code = subprocess.run(pytest, cwd=REPO, env=env, check=False).returncode
+        ok = ok and code in (0, 5)  # 5: pytest collected nothing
+    return ok
+
+
+def pins(row: Row) -> str:
+    wanted = ("apache-airflow", "apache-airflow-task-sdk", "apache-airflow-core", "dbt-core")
+    lines = (REPO / row.requirements).read_text().splitlines()
+    asked = [line for line in lines if re.match(r"(apache-airflow|apache-airflow-task-sdk|dbt-core)\b[=<>~]", line)]
+    text = f"{row.name:12} python {row.python}  {' '.join(asked)}"
+    if (REPO / row.lock).exists():
+        locked = dict(
+            line.split("==", 1) for line in (REPO / row.lock).read_text().splitlines() if line.startswith(wanted)
+        )
+        text += "\n    locked: " + ", ".join(f"{name} {locked[name]}" for name in wanted if name in locked)
+    text += f"\n    as of {row.exclude_newer}"
+    if row.newer_packages:
+        text += f"; as of {DBT_DATE}: {', '.join(row.newer_packages)}"
+    if row.prefer:
+        text += f"; keeping {row.prefer}'s pins where they fit"
+    return text + (f"\n    overrides: {row.overrides}" if row.overrides else "")
+
+
+def main(argv: list[str]) -> int:
+    pytest_args = tuple(argv[argv.index("--") + 1 :]) if "--" in argv else None
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.rows", description="Run the tests on other Airflow, Python and dbt lines."
+    )
+    parser.add_argument("rows", nargs="*", metavar="ROW", help="rows to act on (default: all)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--list", action="store_true", help="print the rows and their pins")
+    mode.add_argument("--compile", action="store_true", help="rewrite the rows' lock files")
+    mode.add_argument("--install", action="store_true", help="make or refresh the rows' venvs, run no test")
+    args = parser.parse_args(argv)
+    by_name = {row.name: row for row in ROWS}
+    unknown = [name for name in args.rows if name not in by_name]
+    if unknown:
+        parser.error(f"unknown rows {unknown}; rows: {', '.join(by_name)}")
+    rows = [by_name[name] for name in args.rows] or list(ROWS)
+    if args.list:
+        print("\n".join(pins(row) for row in rows))
+        return 0
+    if args.compile:
+        for row in rows:
+            compile_row(row)
+        return 0
+    runs = (pytest_args,) if pytest_args is not None else DEFAULT_PYTEST
+    results: list[tuple[str, float, float | None, str]] = []
+    for row in rows:
+        start = time.monotonic()
+        try:
+            install(row)
+        except subprocess.CalledProcessError as error:
+            results.append((row.name, time.monotonic() - start, None, f"install failed ({error.returncode})"))
+            continue
+        installed = time.monotonic() - start
+        print(f"[{row.name}] install: {installed:.1f} s")
+        if args.install:
+            results.append((row.name, installed, None, "installed"))
+            continue
+        ok = test(row, runs)
+        tested = time.monotonic() - start - installed
+        print(f"[{row.name}] tests: {tested:.1f} s")
+        results.append((row.name, installed, tested, "passed" if ok else "failed"))
+    print(f"\n{'row':12} {'install':>9} {'tests':>9}  result")
+    for name, took, tests_took, result in results:
+        print(f"{name:12} {took:8.1f}s {'' if tests_took is None else f'{tests_took:8.1f}s':>9}  {result}")
+    return 0 if all(result in ("passed", "installed") for *_, result in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
