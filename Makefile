@@ -8,11 +8,12 @@ DEMO_ARGS ?=
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 
-.PHONY: help install services test test-unit test-integration lint docs demo bench bench-quick bench-scale clean
+.PHONY: help install services test test-unit test-integration test-rows lint docs demo bench bench-quick bench-scale clean
 
 help:
 	@echo "make demo   - run the example DAG end to end in a real Airflow stack (DuckDB) and print per-model results"
 	@echo "make test   - run the whole test suite (unit + real-stack integration)"
+	@echo "make test-rows - the other Airflow, Python and dbt lines, each in a venv of its own (ROWS=... for some)"
 	@echo "make lint   - ruff, ruff format --check, mypy --strict"
 	@echo "make docs   - build the documentation site (mkdocs --strict) into site/"
 	@echo "make bench-quick / make bench - dbt-watcher vs bare dbt build vs Cosmos (see bench/README.md)"
@@ -38,6 +39,11 @@ test-unit: $(STAMP)
 
 test-integration: $(STAMP) services
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+# The version rows (devstack/rows.py): each row's venv from its lock file, its unit suite and real-stack subset.
+ROWS ?=
+test-rows: $(STAMP) services
+	$(PY) -m devstack.rows $(ROWS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests devstack examples

@@ -11,10 +11,17 @@ try:
 except ImportError:  # Airflow 3.0/3.1 keep it in airflow.exceptions
     from airflow.exceptions import TaskDeferred  # type: ignore[no-redef,attr-defined,unused-ignore]
 
+try:
+    from airflow.serialization.serialized_objects import DagSerialization
+except ImportError:  # Airflow 3.0/3.1 call it SerializedDAG (same to_dict/from_dict)
+    from airflow.serialization.serialized_objects import (  # type: ignore[attr-defined,no-redef,unused-ignore]
+        SerializedDAG as DagSerialization,
+    )
+
 #: The row this suite runs in (devstack/rows.py sets it); empty on the main row.
 ROW = os.environ.get("DBT_WATCHER_ROW", "")
 
-__all__ = ["ROW", "TaskDeferred", "airflow_lines"]
+__all__ = ["ROW", "DagSerialization", "TaskDeferred", "airflow_lines"]
 
 
 def failure_reason(event: object) -> str | None:

@@ -188,3 +188,10 @@ def test_a_run_id_whose_plus_arrived_as_a_space_is_found() -> None:
 
     assert as_run_id("manual__2026-12-04T21:34:36.396779 00:00") == "manual__2026-12-04T21:34:36.396779+00:00"
     assert as_run_id("scheduled__2026-12-04T00:00:00+00:00") == "scheduled__2026-12-04T00:00:00+00:00"
+
+
+def test_nothing_is_installed_where_the_triggerer_ships_no_dag(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dbt_watcher.consumer import triggerer_start
+
+    monkeypatch.setattr(airflow_lines, "has_triggerer_workloads", lambda: False)
+    assert not triggerer_start.install()

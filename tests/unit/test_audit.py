@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 from airflow.triggers.base import TaskFailedEvent, TaskSuccessEvent, TriggerEvent
 
-from dbt_watcher import compat
+from dbt_watcher import airflow_lines, compat
 from dbt_watcher.channel.records import RunStatus
 from dbt_watcher.channel.wire import FINISHED
 from dbt_watcher.config import WatcherConfig
@@ -147,7 +147,10 @@ def test_the_resumed_audit_emits_the_green_nodes_of_a_red_build_once(
     worker = Worker(monkeypatch, tmp_path)
     assert worker.resume() == ["duckdb://db/main/a"]  # b failed: no event
     assert worker.xcoms[("shop.dbt_audit", EMITTED)] == {"generation": "gen1", "nodes": [A]}
-    assert worker.resume() == []  # a clear of the audit: its Task State Store remembers
+    # A clear of the audit: its Task State Store remembers; without one (below Airflow 3.3) the record
+    # was the cleared try's own and the events come again (docs/installation.md).
+    again = [] if airflow_lines.has_task_state_store() else ["duckdb://db/main/a"]
+    assert worker.resume() == again
 
 
 def test_what_the_producer_emitted_is_not_emitted_again(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

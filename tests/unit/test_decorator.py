@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from airflow.sdk import DAG, dag, task
-from airflow.serialization.serialized_objects import DagSerialization
+from tests.airflow_line import DagSerialization
 
-from dbt_watcher import ConfigurationError, dbt_watcher_group
+from dbt_watcher import ConfigurationError, airflow_lines, dbt_watcher_group
 from dbt_watcher.consumer.operator import DbtConsumerOperator
 from dbt_watcher.producer.operator import DbtProducerOperator
 
@@ -93,6 +93,7 @@ def test_the_dag_serializes_for_the_scheduler() -> None:
     )
 
 
+@pytest.mark.skipif(not airflow_lines.has_triggerer_workloads(), reason="the triggerer ships no DAG before Airflow 3.3")
 def test_a_consumer_started_in_the_triggerer_lets_go_of_its_dag() -> None:
     """Built the way Airflow's triggerer builds it; afterwards nothing holds the DAG copy."""
     import gc

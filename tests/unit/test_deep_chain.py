@@ -42,7 +42,7 @@ def test_a_chain_two_thousand_models_deep_renders_and_serializes(tmp_path: Path,
     last = dag.get_task(f"chain.m{DEPTH - 1}")
     assert last.upstream_task_ids == {f"chain.m{DEPTH - 2}"}
 
-    from airflow.serialization.serialized_objects import DagSerialization
+    from tests.airflow_line import DagSerialization
 
     serialized = DagSerialization.to_dict(dag)
     assert len(serialized["dag"]["tasks"]) == DEPTH + 2  # the producer and the audit

@@ -32,6 +32,8 @@ def test_python_examples_are_included_from_executed_files(page: Path) -> None:
 
 def test_docs_build_strict(tmp_path: Path) -> None:
     mkdocs = Path(sys.executable).parent / "mkdocs"
+    if not mkdocs.exists():  # the version rows install the test extra only; the main row builds the docs
+        pytest.skip("mkdocs is not installed in this environment (make docs)")
     out = subprocess.run(
         [str(mkdocs), "build", "--strict", "--site-dir", str(tmp_path / "site")],
         cwd=REPO,

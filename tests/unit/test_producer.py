@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from dbt_watcher import compat
+from dbt_watcher import airflow_lines, compat
 from dbt_watcher.airflow_lines import AirflowException, AirflowFailException
 from dbt_watcher.channel.channel import StatusChannel
 from dbt_watcher.config import WatcherConfig
@@ -105,6 +105,9 @@ class Stage:
     """One DAG run of a two-model group: the producer's XComs, its Task State Store, Airflow's states."""
 
     def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, emits: bool = False, **config: Any) -> None:
+        # The stage is a line with a Task State Store (Airflow 3.3; it hands one to every try), whatever line
+        # runs the test; the producer without one: tests/unit/test_airflow_lines.py.
+        monkeypatch.setattr(airflow_lines, "has_task_state_store", lambda: True)
         self.xcoms, self.tss = MemoryStore(), TaskStateStoreFake()
         self.audit_record: Any = None  # the audit's XCom of the asset events it emitted
         self.emitted: list[str] = []  # asset events Airflow registered: those of the tries that ended green
