@@ -1,5 +1,6 @@
 """The package as a user gets it: built, installed from the wheel into a clean virtualenv with its
-``[duckdb]`` extra and no constraints file (only the test machine's one override below), listed by Airflow as a provider, and parsing the example DAG."""
+``[duckdb]`` extra and no constraints file (only the test machine's one override below), listed by Airflow as a
+provider, and parsing the example DAG."""
 
 from __future__ import annotations
 

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from airflow.sdk import DAG, dag, task
-from tests.airflow_line import DagSerialization
 
 from dbt_watcher import ConfigurationError, airflow_lines, dbt_watcher_group
 from dbt_watcher.consumer.operator import DbtConsumerOperator
 from dbt_watcher.producer.operator import DbtProducerOperator
+from tests.airflow_line import DagSerialization
 
 from ..conftest import JAFFLE_SHOP
 
