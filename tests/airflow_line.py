@@ -14,7 +14,7 @@ except ImportError:  # Airflow 3.0/3.1 keep it in airflow.exceptions
 try:
     from airflow.serialization.serialized_objects import DagSerialization
 except ImportError:  # Airflow 3.0/3.1 call it SerializedDAG (same to_dict/from_dict)
-    from airflow.serialization.serialized_objects import (  # type: ignore[attr-defined,no-redef,unused-ignore]
+    from airflow.serialization.serialized_objects import (  # type: ignore[attr-defined,no-redef,assignment,unused-ignore]
         SerializedDAG as DagSerialization,
     )
 
