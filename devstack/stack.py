@@ -232,7 +232,8 @@ class AirflowStack:
         for component in list(self.procs):
             self.stop_component(component)
         services.drop_database(self.db_name)
-        if not self.keep_home:
+        # DBT_WATCHER_KEEP_STACK=1 keeps every stack's home (logs, artifacts) for a look after a failure.
+        if not self.keep_home and not os.environ.get("DBT_WATCHER_KEEP_STACK"):
             shutil.rmtree(self.home, ignore_errors=True)
 
     def log_lines(self, needle: str) -> list[str]:

@@ -10,9 +10,17 @@ head write into an upload), consumers need other tasks' states, and a trigger ne
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
+
+#: Every blocking request dbt-watcher sends takes this lock. The Task SDK of Airflow 3.0 and 3.1 has no
+#: lock in ``CommsDecoder.send``: two threads sending at once (the producer's status writer and a dbt
+#: thread publishing the invocation) each read the other's response frame, and both wait forever
+#: (seen in the real stack on 3.1: a producer that hangs with dbt idle). Airflow 3.2 locks inside
+#: ``send`` as well; the two locks are always taken in this order, so they cannot deadlock.
+_SEND_LOCK = threading.Lock()
 
 
 def _comms() -> Any:
@@ -20,6 +28,12 @@ def _comms() -> Any:
     from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
 
     return SUPERVISOR_COMMS
+
+
+def _send(message: Any, comms: Any = None) -> Any:
+    """One blocking request to the supervisor, never two at once from this process's threads."""
+    with _SEND_LOCK:
+        return (comms if comms is not None else _comms()).send(message)
 
 
 def _xcom_get_message(dag_id: str, run_id: str, task_id: str, map_index: int, key: str) -> Any:
@@ -35,14 +49,14 @@ def _xcom_value(response: Any) -> Any:
 
 def xcom_get(dag_id: str, run_id: str, task_id: str, map_index: int, *, key: str) -> Any:
     """The raw JSON value of one XCom (None when it does not exist)."""
-    return _xcom_value(_comms().send(_xcom_get_message(dag_id, run_id, task_id, map_index, key)))
+    return _xcom_value(_send(_xcom_get_message(dag_id, run_id, task_id, map_index, key)))
 
 
 async def axcom_get(dag_id: str, run_id: str, task_id: str, map_index: int, *, key: str) -> Any:
     comms = _comms()
     message = _xcom_get_message(dag_id, run_id, task_id, map_index, key)
     if not hasattr(comms, "asend"):  # dag.test() runs triggers inline with a synchronous channel
-        return _xcom_value(comms.send(message))
+        return _xcom_value(_send(message, comms))
     return _xcom_value(await comms.asend(message))
 
 
@@ -51,7 +65,7 @@ def xcom_set(dag_id: str, run_id: str, task_id: str, map_index: int, *, key: str
     # Public replacement: ti.xcom_push, once it can bypass the XCom backend.
     from airflow.sdk.execution_time.comms import SetXCom
 
-    _comms().send(SetXCom(key=key, value=value, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index))
+    _send(SetXCom(key=key, value=value, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index))
 
 
 #: Characters of task ids per task-state request. The ids travel in the URL's query string, which
@@ -116,7 +130,7 @@ def task_states(
     comms = _comms()
     states: dict[str, str] = {}
     for message in _task_states_messages(dag_id, run_id, task_ids, group_id, map_index):
-        states.update(_states_of_run(comms.send(message), run_id, map_index))
+        states.update(_states_of_run(_send(message, comms), run_id, map_index))
     return states
 
 
@@ -132,7 +146,7 @@ async def atask_states(
     states: dict[str, str] = {}
     for message in _task_states_messages(dag_id, run_id, task_ids, group_id, map_index):
         # dag.test() runs triggers inline with a synchronous channel
-        response = await comms.asend(message) if hasattr(comms, "asend") else comms.send(message)
+        response = await comms.asend(message) if hasattr(comms, "asend") else _send(message, comms)
         states.update(_states_of_run(response, run_id, map_index))
     return states
 

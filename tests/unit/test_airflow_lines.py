@@ -7,13 +7,17 @@ devstack/rows.py runs this file on a line where they are really off.
 from __future__ import annotations
 
 import asyncio
+import inspect
+import time
 from collections.abc import AsyncIterator, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from airflow.triggers.base import TaskFailedEvent, TriggerEvent
+from airflow.sdk import PokeReturnValue
+from airflow.triggers.base import TaskFailedEvent, TaskSuccessEvent, TriggerEvent
 
-from dbt_watcher import airflow_lines
+from dbt_watcher import airflow_lines, compat
 from dbt_watcher.channel.store import AttemptStore, RunAddress, TaskStateStore, private_store
 from dbt_watcher.config import WatcherConfig
 from dbt_watcher.consumer import shared_poll
@@ -22,7 +26,7 @@ from dbt_watcher.errors import ConfigurationError
 from dbt_watcher.group.render import producer_args
 from dbt_watcher.invocation.events import NodeResult
 from dbt_watcher.rules.verdict import View
-from tests.airflow_line import failure_reason
+from tests.airflow_line import TaskDeferred, failure_reason
 
 from ..conftest import JAFFLE_SHOP
 from .test_trigger import NODE, collect, make, snap
@@ -195,3 +199,58 @@ def test_nothing_is_installed_where_the_triggerer_ships_no_dag(monkeypatch: pyte
 
     monkeypatch.setattr(airflow_lines, "has_triggerer_workloads", lambda: False)
     assert not triggerer_start.install()
+
+
+def test_a_resume_soon_after_a_workers_deferral_is_held(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow can fail a task that resumes on a worker right after it deferred (apache/airflow#72716):
+    such resumes wait out RESUME_HOLD_SECONDS; what ends in the triggerer never waits."""
+    from dbt_watcher.channel.wire import FINISHED
+    from dbt_watcher.consumer.trigger import RESUME_HOLD_SECONDS
+
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)  # the modules the trigger module uses
+    monkeypatch.setattr(time, "time", lambda: 1000.0)
+    skipped = NodeResult(NODE, "skipped")
+    rebuild = [snap(skipped, state=FINISHED, producer_state="failed", task_states={})]
+    (event,) = asyncio.run(collect(make(try_number=2, deferred_at=998.0), rebuild))
+    assert event.payload["action"] == "run_locally" and slept == [pytest.approx(RESUME_HOLD_SECONDS - 2.0)]
+    slept.clear()
+    (event,) = asyncio.run(collect(make(try_number=2), rebuild))  # started in the triggerer: nothing to wait for
+    assert event.payload["action"] == "run_locally" and slept == []
+    (event,) = asyncio.run(collect(make(deferred_at=998.0), [snap(NodeResult(NODE, "success"))]))
+    assert isinstance(event, TaskSuccessEvent) and slept == []  # ends in the triggerer
+
+
+def test_a_consumer_on_a_worker_decides_before_it_defers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A consumer that starts on a worker (Airflow 3.1/3.2, retries) and already has its answer ends
+    there; only one that must wait defers."""
+    from dbt_watcher.consumer.operator import DbtConsumerOperator
+
+    operator = DbtConsumerOperator.__new__(DbtConsumerOperator)
+    object.__setattr__(operator, "deferrable", True)
+    object.__setattr__(operator, "runtime", SimpleNamespace(timeout_seconds=60.0))
+    deferred: list[Any] = []
+
+    def defer(self: DbtConsumerOperator, **kw: Any) -> None:
+        deferred.append(kw)
+        raise TaskDeferred(trigger=kw["trigger"], method_name=kw["method_name"])
+
+    monkeypatch.setattr(compat, "runs_inline", lambda context: False)
+    monkeypatch.setattr(DbtConsumerOperator, "defer", defer)
+    monkeypatch.setattr(DbtConsumerOperator, "_trigger_kwargs", lambda self, **kw: {"node": NODE, **kw})
+    monkeypatch.setattr(DbtConsumerOperator, "_address", lambda self, c: RunAddress("d", "r1", "g.dbt_producer"))
+    monkeypatch.setattr("dbt_watcher.consumer.operator.ConsumerTrigger", lambda **kw: kw)
+    context: Any = {"ti": SimpleNamespace(try_number=1)}
+
+    monkeypatch.setattr(DbtConsumerOperator, "poke", lambda self, c: PokeReturnValue(True, {"status": "success"}))
+    execute = inspect.unwrap(DbtConsumerOperator.execute)  # without Airflow's guard, which wants a real task
+    assert execute(operator, context) == {"status": "success"} and deferred == []
+    monkeypatch.setattr(DbtConsumerOperator, "poke", lambda self, c: False)
+    monkeypatch.setattr(time, "time", lambda: 1234.0)
+    with pytest.raises(TaskDeferred):
+        execute(operator, context)
+    assert deferred[0]["trigger"]["deferred_at"] == 1234.0

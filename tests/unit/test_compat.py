@@ -44,3 +44,36 @@ def test_a_few_task_ids_are_one_request(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(compat, "_comms", lambda: comms)
     assert compat.task_states("d", "r1", task_ids=["g.a", "g.b"]) == {"g.a": "success", "g.b": "success"}
     assert len(comms.requests) == 1
+
+
+def test_threads_never_send_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Task SDK of Airflow 3.0/3.1 does not lock its channel: two requests in flight at once hung a
+    producer (its status writer and a dbt thread). A channel that notices overlap, as that one could not."""
+    import threading
+    import time
+
+    class UnlockedComms:
+        def __init__(self) -> None:
+            self.in_flight, self.overlaps, self.sent = 0, 0, 0
+
+        def send(self, message: object) -> None:
+            self.in_flight += 1
+            self.overlaps += self.in_flight > 1
+            time.sleep(0.001)  # the request's round trip: another thread gets the GIL meanwhile
+            self.in_flight -= 1
+            self.sent += 1
+
+    comms = UnlockedComms()
+    monkeypatch.setattr(compat, "_comms", lambda: comms)
+
+    def writer(n: int) -> None:
+        for i in range(20):
+            compat.xcom_set("d", "r", "t", -1, key=f"k{n}.{i}", value=i)
+            compat.task_states("d", "r", task_ids=["g.a"])
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert comms.sent == 4 * 20 * 2 and comms.overlaps == 0

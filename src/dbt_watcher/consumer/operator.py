@@ -116,11 +116,22 @@ class DbtConsumerOperator(BaseSensorOperator):
             # dag.test() runs one task at a time: waiting here would keep the producer from running.
             self.mode = "reschedule"
         elif self.deferrable:
+            # Decide once before deferring: a consumer whose answer is already known (a retry that
+            # starts after the producer ended, a node dbt already finished) ends now, on this worker,
+            # instead of deferring and resuming at once, which meets an Airflow race
+            # (RESUME_HOLD_SECONDS in dbt_watcher.consumer.trigger).
+            done = self.poke(context)
+            if done:
+                return done.xcom_value if isinstance(done, PokeReturnValue) else None
             ti = context["ti"]
             address = self._address(context)
             trigger = ConsumerTrigger(
                 **self._trigger_kwargs(
-                    dag_id=address.dag_id, run_id=address.run_id, map_index=address.map_index, try_number=ti.try_number
+                    dag_id=address.dag_id,
+                    run_id=address.run_id,
+                    map_index=address.map_index,
+                    try_number=ti.try_number,
+                    deferred_at=time.time(),
                 )
             )
             self.defer(

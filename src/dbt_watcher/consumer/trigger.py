@@ -16,7 +16,9 @@ a worker otherwise. Nothing here reads the task's DAG: the triggerer may start i
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Hashable, MutableMapping
 from contextlib import aclosing
@@ -53,6 +55,13 @@ REASON_XCOM = "dbt_reason"
 #: point of the period: a line per consumer in the same tick would burst through the triggerer's log
 #: socket, which Airflow does not drain while it sends its runner a large message.
 _PROGRESS_EVERY = 60.0
+#: A trigger that a worker deferred to does not hand the task back to a worker sooner than this after the
+#: deferral. Airflow's scheduler can read the deferring worker's exit ("success") after the resumed try
+#: is already queued or running, take it for that try's, and fail it as killed externally
+#: (apache/airflow#67287, #72716; open in 3.3). The hold gives the scheduler time to read that exit first.
+#: It costs only resumes that come this soon after a deferral: a consumer that ends in the triggerer
+#: (a success, a skip, a failure on 3.3) is never held, and a worker decides once before deferring.
+RESUME_HOLD_SECONDS = 10.0
 
 
 def release_dag(ti: Any, context: MutableMapping[str, Any]) -> None:
@@ -89,6 +98,7 @@ class ConsumerTrigger(BaseTrigger):
         run_id: str = "",
         map_index: int = -1,
         try_number: int = 0,
+        deferred_at: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
@@ -102,6 +112,7 @@ class ConsumerTrigger(BaseTrigger):
         self.producer_resumes = producer_resumes
         self.finish_on_worker = finish_on_worker
         self.dag_id, self.run_id, self.map_index, self.try_number = dag_id, run_id, int(map_index), int(try_number)
+        self.deferred_at = deferred_at  # set when a worker deferred (None: started in the triggerer)
         self._deadline: float | None = None
         self._next_progress: float | None = None
 
@@ -144,6 +155,7 @@ class ConsumerTrigger(BaseTrigger):
                 "run_id": self.run_id,
                 "map_index": self.map_index,
                 "try_number": self.try_number,
+                "deferred_at": self.deferred_at,
             },
         )
 
@@ -169,8 +181,19 @@ class ConsumerTrigger(BaseTrigger):
                 control = snapshot.control
                 event = self.react(snapshot)
             if event is not None:
+                await self._hold(event)
                 yield event
                 return
+
+    async def _hold(self, event: TriggerEvent) -> None:
+        """Hold an event that resumes the task on a worker until RESUME_HOLD_SECONDS after the deferral."""
+        ends_here = isinstance(event, (TaskSuccessEvent, TaskFailedEvent, TaskSkippedEvent))
+        if self.deferred_at is None or ends_here:
+            return
+        wait = self.deferred_at + RESUME_HOLD_SECONDS - time.time()
+        if wait > 0:
+            self.log.info("Handing the task back to a worker in %.1f s (apache/airflow#72716)", wait)
+            await asyncio.sleep(wait)
 
     def _watched(self, snapshot: Snapshot) -> tuple[str, ...]:
         """The node and the tests this run selected for it (a change to any of them calls for a decision)."""
