@@ -14,7 +14,12 @@ move) and move only what must move. Every venv installs from the shared uv cache
     python -m devstack.rows --list                          the rows and their pins
     python -m devstack.rows --compile [ROW...]              rewrite the rows' lock files
     python -m devstack.rows --install [ROW...]              make or refresh the venvs, run no test
-    python -m devstack.rows [ROW...] [-- PYTEST_ARGS...]    install (when changed) and test each row
+    python -m devstack.rows [ROW...] [--jobs N]             install (when changed) and test each row
+    python -m devstack.rows [ROW...] -- PYTEST_ARGS...      run these pytest arguments on each row instead
+
+A row's tests are its unit suite and a real-stack subset (the tests marked ``row``). The unit suites are
+processes of their own that share nothing, so they run --jobs at a time (default: one per core); the
+stacks run one at a time, as every real stack here does: each is a whole Airflow deployment.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 ROWS_DIR = "requirements/rows"
@@ -61,6 +67,7 @@ class Row:
     newer_packages: tuple[str, ...] = ()  # resolved as of DBT_DATE instead
     prefer: str | None = None  # a lock whose pins uv keeps unless they must move
     overrides: str | None = None
+    stack: tuple[str, ...] = ()  # the real-stack subset, as pytest arguments
 
     @property
     def requirements(self) -> str:
@@ -75,17 +82,32 @@ class Row:
         return VENVS / self.name
 
 
+#: An Airflow row runs every real-stack test marked `row`: the core path, a failing model and its
+#: descendants, a producer killed mid-build, a consumer retry after a UI clear, one poll per tick.
+STACK_FULL = ("tests/integration", "-m", "row")
+#: A Python or dbt row runs the main row's Airflow, so the Airflow-side faults are the main row's: it runs
+#: what dbt and Python decide, the core path and a failing model with its descendants.
+STACK_CORE = ("tests/integration/test_core_path.py", "tests/integration/test_core_failures.py", "-m", "row")
+
 ROWS = (
     # Airflow 3.0.6: 2025-08-29. dbt 1.11 wants click>=8.3 and sqlparse>=0.5.5, both newer than that.
-    Row("airflow-3.0", "3.11", "2025-09-01", (*DBT_PACKAGES, "click", "sqlparse")),
-    Row("airflow-3.1", "3.11", "2026-03-14", DBT_PACKAGES),  # Airflow 3.1.8: 2026-03-11
-    Row("airflow-3.2", "3.11", "2026-06-01", DBT_PACKAGES),  # Airflow 3.2.2: 2026-05-29
-    Row("python-3.10", "3.10", MAIN_DATE, prefer=CONSTRAINTS),
-    Row("python-3.13", "3.13", MAIN_DATE, prefer=CONSTRAINTS),
+    Row("airflow-3.0", "3.11", "2025-09-01", (*DBT_PACKAGES, "click", "sqlparse"), stack=STACK_FULL),
+    Row("airflow-3.1", "3.11", "2026-03-14", DBT_PACKAGES, stack=STACK_FULL),  # Airflow 3.1.8: 2026-03-11
+    Row("airflow-3.2", "3.11", "2026-06-01", DBT_PACKAGES, stack=STACK_FULL),  # Airflow 3.2.2: 2026-05-29
+    Row("python-3.10", "3.10", MAIN_DATE, prefer=CONSTRAINTS, stack=STACK_CORE),
+    Row("python-3.13", "3.13", MAIN_DATE, prefer=CONSTRAINTS, stack=STACK_CORE),
     # dbt-core 1.12.6 wants dbt-core-experimental-parser>=2.0.0b1, sdists whose build downloads a binary.
-    Row("dbt-1.12", "3.11", MAIN_DATE, prefer=CONSTRAINTS, overrides=f"{ROWS_DIR}/dbt-1.12.overrides.txt"),
+    Row(
+        "dbt-1.12",
+        "3.11",
+        MAIN_DATE,
+        prefer=CONSTRAINTS,
+        overrides=f"{ROWS_DIR}/dbt-1.12.overrides.txt",
+        stack=STACK_CORE,
+    ),
 )
-DEFAULT_PYTEST = (("tests/unit", "-q", "-m", "not slow"), ("tests/integration", "-q", "-m", "row"))
+UNIT = ("tests/unit",)
+COMMON = ("-q", "-rfE", "-p", "no:cacheprovider")
 
 
 def uv() -> str:
@@ -188,15 +210,48 @@ def install(row: Row) -> None:
     stamp.write_text(digest)
 
 
-def test(row: Row, runs: tuple[tuple[str, ...], ...]) -> bool:
+def _pytest(row: Row, args: tuple[str, ...]) -> list[str]:
+    return [str(row.venv / "bin" / "python"), "-m", "pytest", *args, *COMMON]
+
+
+def _env(row: Row) -> dict[str, str]:
     env = {**os.environ, "DBT_WATCHER_ROW": row.name, "VIRTUAL_ENV": str(row.venv)}
     env["PATH"] = f"{row.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    ok = True
-    for args in runs:
-        pytest = [str(row.venv / "bin" / "python"), "-m", "pytest", *args]
-        code = subprocess.run(pytest, cwd=REPO, env=env, check=False).returncode
-        ok = ok and code in (0, 5)  # 5: pytest collected nothing
-    return ok
+    return env
+
+
+def _passed(code: int) -> bool:
+    return code in (0, 5)  # 5: pytest collected nothing
+
+
+def unit_suites(rows: list[Row], jobs: int) -> dict[str, tuple[bool, float]]:
+    """Every row's unit suite, `jobs` at a time; each one's output printed whole when it ends."""
+    results: dict[str, tuple[bool, float]] = {}
+    waiting = list(rows)
+    running: list[tuple[Row, subprocess.Popen[bytes], Any, float]] = []
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            row = waiting.pop(0)
+            out = tempfile.TemporaryFile()  # noqa: SIM115 -- closed when its suite ends, below
+            proc = subprocess.Popen(_pytest(row, UNIT), cwd=REPO, env=_env(row), stdout=out, stderr=subprocess.STDOUT)
+            running.append((row, proc, out, time.monotonic()))
+        time.sleep(0.5)
+        for entry in [e for e in running if e[1].poll() is not None]:
+            row, proc, out, started = entry
+            running.remove(entry)
+            took = time.monotonic() - started
+            out.seek(0)
+            print(f"[{row.name}] unit suite ({took:.0f} s):\n{out.read().decode(errors='replace')}", flush=True)
+            out.close()
+            results[row.name] = (_passed(proc.returncode), took)
+    return results
+
+
+def run_pytest(row: Row, args: tuple[str, ...]) -> tuple[bool, float]:
+    started = time.monotonic()
+    print(f"[{row.name}] pytest {' '.join(args)}", flush=True)
+    code = subprocess.run(_pytest(row, args), cwd=REPO, env=_env(row), check=False).returncode
+    return _passed(code), time.monotonic() - started
 
 
 def pins(row: Row) -> str:
@@ -228,6 +283,9 @@ def main(argv: list[str]) -> int:
     mode.add_argument("--list", action="store_true", help="print the rows and their pins")
     mode.add_argument("--compile", action="store_true", help="rewrite the rows' lock files")
     mode.add_argument("--install", action="store_true", help="make or refresh the rows' venvs, run no test")
+    parser.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="unit suites at a time (default: one per core)"
+    )
     args = parser.parse_args(argv)
     by_name = {row.name: row for row in ROWS}
     unknown = [name for name in args.rows if name not in by_name]
@@ -241,28 +299,35 @@ def main(argv: list[str]) -> int:
         for row in rows:
             compile_row(row)
         return 0
-    runs = (pytest_args,) if pytest_args is not None else DEFAULT_PYTEST
-    results: list[tuple[str, float, float | None, str]] = []
+    installed: list[Row] = []
+    failed_install: list[str] = []
     for row in rows:
-        start = time.monotonic()
         try:
             install(row)
+            installed.append(row)
         except subprocess.CalledProcessError as error:
-            results.append((row.name, time.monotonic() - start, None, f"install failed ({error.returncode})"))
-            continue
-        installed = time.monotonic() - start
-        print(f"[{row.name}] install: {installed:.1f} s")
-        if args.install:
-            results.append((row.name, installed, None, "installed"))
-            continue
-        ok = test(row, runs)
-        tested = time.monotonic() - start - installed
-        print(f"[{row.name}] tests: {tested:.1f} s")
-        results.append((row.name, installed, tested, "passed" if ok else "failed"))
-    print(f"\n{'row':12} {'install':>9} {'tests':>9}  result")
-    for name, took, tests_took, result in results:
-        print(f"{name:12} {took:8.1f}s {'' if tests_took is None else f'{tests_took:8.1f}s':>9}  {result}")
-    return 0 if all(result in ("passed", "installed") for *_, result in results) else 1
+            failed_install.append(row.name)
+            print(f"[{row.name}] install failed ({error.returncode})", flush=True)
+    if args.install:
+        return 1 if failed_install else 0
+    # name: (ok, seconds) per phase
+    table: dict[str, dict[str, tuple[bool, float]]] = {row.name: {} for row in installed}
+    if pytest_args is not None:
+        for row in installed:
+            table[row.name]["pytest"] = run_pytest(row, pytest_args)
+    else:
+        for name, result in unit_suites(installed, max(1, args.jobs)).items():
+            table[name]["unit"] = result
+        for row in installed:
+            table[row.name]["stack"] = run_pytest(row, row.stack)
+    print(f"\n{'row':12} {'phase':6} {'seconds':>8}  result")
+    for name, phases in table.items():
+        for phase, (ok, took) in phases.items():
+            print(f"{name:12} {phase:6} {took:8.0f}  {'passed' if ok else 'FAILED'}")
+    for name in failed_install:
+        print(f"{name:12} {'install':6} {'':>8}  FAILED")
+    ok = not failed_install and all(ok for phases in table.values() for ok, _ in phases.values())
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from dbt_watcher.channel.store import ProducerXComs, RunAddress, private_store
 from dbt_watcher.channel.wire import FINISHED
 from dbt_watcher.consumer.poller import DEMANDS, Demand, RunPoller, Snapshot
 from dbt_watcher.consumer.shared_poll import follow, poll_run, stream_key
-from dbt_watcher.consumer.trigger import TIMEOUT_GRACE_SECONDS
+from dbt_watcher.consumer.trigger import TIMEOUT_GRACE_SECONDS, hold_resume
 from dbt_watcher.invocation.events import SUCCESS_STATUSES
 from dbt_watcher.rules.emission import EMITTED, add_events, emitted_record, pending_events, recorded
 from dbt_watcher.rules.verdict import Action, final_decision
@@ -81,9 +81,11 @@ class AuditTrigger(BaseTrigger):
         dag_id: str = "",
         run_id: str = "",
         map_index: int = -1,
+        deferred_at: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        self.deferred_at = deferred_at  # set when a worker deferred (None: started in the triggerer)
         self.producer_task_id = producer_task_id
         #: The group has nodes whose asset events the producer emits (the audit does if it ends red).
         self.emits = bool(emits)
@@ -105,6 +107,7 @@ class AuditTrigger(BaseTrigger):
                 "dag_id": self.dag_id,
                 "run_id": self.run_id,
                 "map_index": self.map_index,
+                "deferred_at": self.deferred_at,
             },
         )
 
@@ -140,7 +143,9 @@ class AuditTrigger(BaseTrigger):
             states = self.ready(snapshot)
             if states is None:
                 continue
-            yield await self._compare(snapshot, states)
+            event = await self._compare(snapshot, states)
+            await hold_resume(event, self.deferred_at, self.log)
+            yield event
             return
 
     def ready(self, snapshot: Snapshot) -> Mapping[str, str] | None:
@@ -251,7 +256,11 @@ class DbtAuditOperator(BaseSensorOperator):
             return super().execute(context)
         own = RunAddress.of(context["ti"], self.runtime.producer_task_id)
         self.defer(
-            trigger=AuditTrigger(**self._trigger_kwargs(dag_id=own.dag_id, run_id=own.run_id, map_index=own.map_index)),
+            trigger=AuditTrigger(
+                **self._trigger_kwargs(
+                    dag_id=own.dag_id, run_id=own.run_id, map_index=own.map_index, deferred_at=time.time()
+                )
+            ),
             method_name="execute",
             timeout=timedelta(seconds=self.runtime.timeout_seconds + TIMEOUT_GRACE_SECONDS),
         )
@@ -279,7 +288,12 @@ class DbtAuditOperator(BaseSensorOperator):
             log.info("The producer moved on (state %s) since the audit: waiting for it to end again", producer)
             self.defer(
                 trigger=AuditTrigger(
-                    **self._trigger_kwargs(dag_id=address.dag_id, run_id=address.run_id, map_index=address.map_index)
+                    **self._trigger_kwargs(
+                        dag_id=address.dag_id,
+                        run_id=address.run_id,
+                        map_index=address.map_index,
+                        deferred_at=time.time(),
+                    )
                 ),
                 method_name="execute",
                 timeout=timedelta(seconds=self.runtime.timeout_seconds + TIMEOUT_GRACE_SECONDS),

@@ -64,6 +64,17 @@ _PROGRESS_EVERY = 60.0
 RESUME_HOLD_SECONDS = 10.0
 
 
+async def hold_resume(event: TriggerEvent, deferred_at: float | None, logger: Any) -> None:
+    """Hold an event that hands the task back to a worker until RESUME_HOLD_SECONDS after a worker
+    deferred it (``deferred_at``; None: the task started in the triggerer, nothing to wait for)."""
+    if deferred_at is None or isinstance(event, (TaskSuccessEvent, TaskFailedEvent, TaskSkippedEvent)):
+        return  # ends in the triggerer: no worker takes the task again
+    wait = deferred_at + RESUME_HOLD_SECONDS - time.time()
+    if wait > 0:
+        logger.info("Handing the task back to a worker in %.1f s (apache/airflow#72716)", wait)
+        await asyncio.sleep(wait)
+
+
 def release_dag(ti: Any, context: MutableMapping[str, Any]) -> None:
     """Drop the references a started-in-the-triggerer task instance keeps to its deserialized DAG.
 
@@ -181,19 +192,9 @@ class ConsumerTrigger(BaseTrigger):
                 control = snapshot.control
                 event = self.react(snapshot)
             if event is not None:
-                await self._hold(event)
+                await hold_resume(event, self.deferred_at, self.log)
                 yield event
                 return
-
-    async def _hold(self, event: TriggerEvent) -> None:
-        """Hold an event that resumes the task on a worker until RESUME_HOLD_SECONDS after the deferral."""
-        ends_here = isinstance(event, (TaskSuccessEvent, TaskFailedEvent, TaskSkippedEvent))
-        if self.deferred_at is None or ends_here:
-            return
-        wait = self.deferred_at + RESUME_HOLD_SECONDS - time.time()
-        if wait > 0:
-            self.log.info("Handing the task back to a worker in %.1f s (apache/airflow#72716)", wait)
-            await asyncio.sleep(wait)
 
     def _watched(self, snapshot: Snapshot) -> tuple[str, ...]:
         """The node and the tests this run selected for it (a change to any of them calls for a decision)."""
