@@ -8,11 +8,12 @@ DEMO_ARGS ?=
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 
-.PHONY: help install services test test-unit test-integration test-rows lint docs demo bench bench-quick bench-scale clean
+.PHONY: help install services test test-unit test-integration test-rows test-rows-unit test-long lint docs demo bench bench-quick bench-scale clean
 
 help:
 	@echo "make demo   - run the example DAG end to end in a real Airflow stack (DuckDB) and print per-model results"
-	@echo "make test   - run the whole test suite (unit + real-stack integration)"
+	@echo "make test   - run the whole test suite (unit + real-stack integration) but the long workloads"
+	@echo "make test-long - the long workloads make test skips (1,000 consumers, a triggerer killed)"
 	@echo "make test-rows - the other Airflow, Python and dbt lines, each in a venv of its own (ROWS=... for some)"
 	@echo "make lint   - ruff, ruff format --check, mypy --strict"
 	@echo "make docs   - build the documentation site (mkdocs --strict) into site/"
@@ -40,10 +41,20 @@ test-unit: $(STAMP)
 test-integration: $(STAMP) services
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
+# Long workloads (marked `long`: a thousand consumers and a triggerer killed), which `make test` skips.
+test-long: $(STAMP) services
+	DBT_WATCHER_LONG=1 $(PY) -m pytest tests/integration -m long $(PYTEST_ARGS)
+
 # The version rows (devstack/rows.py): each row's venv from its lock file, its unit suite and real-stack subset.
+# ROWS_PHASE=unit or stack runs one half (.ci/run runs the unit suites beside the main row's suite).
 ROWS ?=
+ROWS_PHASE ?= all
 test-rows: $(STAMP) services
-	$(PY) -m devstack.rows $(ROWS)
+	$(PY) -m devstack.rows --phase $(ROWS_PHASE) $(ROWS)
+
+# The unit suites need no service: this one may run beside `make test` (.ci/run).
+test-rows-unit: $(STAMP)
+	$(PY) -m devstack.rows --phase unit $(ROWS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests devstack examples

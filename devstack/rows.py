@@ -15,11 +15,14 @@ move) and move only what must move. Every venv installs from the shared uv cache
     python -m devstack.rows --compile [ROW...]              rewrite the rows' lock files
     python -m devstack.rows --install [ROW...]              make or refresh the venvs, run no test
     python -m devstack.rows [ROW...] [--jobs N]             install (when changed) and test each row
+    python -m devstack.rows [ROW...] --phase unit|stack     only the unit suites, or only the real-stack subsets
     python -m devstack.rows [ROW...] -- PYTEST_ARGS...      run these pytest arguments on each row instead
 
 A row's tests are its unit suite and a real-stack subset (the tests marked ``row``). The unit suites are
 processes of their own that share nothing, so they run --jobs at a time (default: one per core); the
-stacks run one at a time, as every real stack here does: each is a whole Airflow deployment.
+stacks run one at a time, as every real stack here does: each is a whole Airflow deployment. CI (.ci/run)
+runs the unit phase at the lowest CPU priority beside the main row's suite, which leaves about one of the
+two cores idle while its stacks wait on Airflow, and the stack phase after it.
 """
 
 from __future__ import annotations
@@ -284,6 +287,9 @@ def main(argv: list[str]) -> int:
     mode.add_argument("--compile", action="store_true", help="rewrite the rows' lock files")
     mode.add_argument("--install", action="store_true", help="make or refresh the rows' venvs, run no test")
     parser.add_argument(
+        "--phase", choices=("all", "unit", "stack"), default="all", help="which tests of each row (default: all)"
+    )
+    parser.add_argument(
         "--jobs", type=int, default=os.cpu_count() or 1, help="unit suites at a time (default: one per core)"
     )
     args = parser.parse_args(argv)
@@ -316,10 +322,12 @@ def main(argv: list[str]) -> int:
         for row in installed:
             table[row.name]["pytest"] = run_pytest(row, pytest_args)
     else:
-        for name, result in unit_suites(installed, max(1, args.jobs)).items():
-            table[name]["unit"] = result
-        for row in installed:
-            table[row.name]["stack"] = run_pytest(row, row.stack)
+        if args.phase in ("all", "unit"):
+            for name, result in unit_suites(installed, max(1, args.jobs)).items():
+                table[name]["unit"] = result
+        if args.phase in ("all", "stack"):
+            for row in installed:
+                table[row.name]["stack"] = run_pytest(row, row.stack)
     print(f"\n{'row':12} {'phase':6} {'seconds':>8}  result")
     for name, phases in table.items():
         for phase, (ok, took) in phases.items():

@@ -172,7 +172,11 @@ def runs_inline(context: Mapping[str, Any]) -> bool:
     dag_run = context.get("dag_run")
     if getattr(dag_run, "triggering_user_name", None) == "dag_test":
         return True
-    return type(_comms()).__name__ == "InProcessSupervisorComms"
+    try:
+        comms = _comms()
+    except ImportError:  # the Task SDK sets its channel only inside a task's run: not one here
+        return False
+    return type(comms).__name__ == "InProcessSupervisorComms"
 
 
 def dbt_selected_resources() -> list[str]:

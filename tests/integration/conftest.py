@@ -7,6 +7,7 @@ artifacts never land in the repository, and the Postgres target gets a database 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -27,6 +28,11 @@ from ..conftest import EXAMPLES
 from .wide_project import write_wide_project
 
 HERE = Path(__file__).parent
+#: Long workloads (``@pytest.mark.long``, the 1,000-consumer triggerer test) run with ``make test-long``,
+#: which sets this; ``make test`` skips them, and its stacks do not parse their DAG files.
+LONG = os.environ.get("DBT_WATCHER_LONG") == "1"
+#: The DAG files only long workloads use.
+LONG_DAG_FILES = ("wide_dag.py",)
 #: The DAG files a version row's real-stack subset (``-m row``) runs: fewer files for its dag-processor.
 ROW_DAG_FILES = ("jaffle_shop_dag.py", "jaffle_reports_dag.py", "shop_dags.py")
 
@@ -39,14 +45,14 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # The CeleryExecutor test's DAG runs here too, on the LocalExecutor, for comparison.
     for dag_file in [*(HERE / "dags").glob("*.py"), *(HERE / "celery_dags").glob("*.py")]:
         shutil.copy(dag_file, root / "dags" / dag_file.name)
-    if ROW:
-        for dag_file in (root / "dags").glob("*.py"):
-            if dag_file.name not in ROW_DAG_FILES:
-                dag_file.unlink()
+    for dag_file in (root / "dags").glob("*.py"):
+        if (ROW and dag_file.name not in ROW_DAG_FILES) or (not LONG and dag_file.name in LONG_DAG_FILES):
+            dag_file.unlink()
     shutil.copytree(HERE / "projects", root / "projects", ignore=ignore)
     # The same project as a fresh checkout would have it: packages not installed yet.
     shutil.copytree(HERE / "projects" / "names", root / "projects" / "names_nodeps", ignore=ignore)
-    write_wide_project(root / "projects" / "wide")  # 1,000 cheap views, for test_scale.py
+    if LONG:
+        write_wide_project(root / "projects" / "wide")  # 1,000 cheap views, for test_scale.py
     # The `names` project uses a local package: install it the way dbt does (a symlink, no network).
     dbt = Path(sys.executable).parent / "dbt"
     names = root / "projects" / "names"
@@ -148,6 +154,15 @@ def stack(
         raise
     finally:
         airflow.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if LONG:
+        return
+    skip = pytest.mark.skip(reason="a long workload: `make test-long` runs it (DBT_WATCHER_LONG=1)")
+    for item in items:
+        if item.get_closest_marker("long"):
+            item.add_marker(skip)
 
 
 @pytest.hookimpl(wrapper=True)

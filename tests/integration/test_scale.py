@@ -18,7 +18,8 @@ from devstack.stack import AirflowStack
 from .oracle import assert_verdicts
 from .scenario import assert_all_green, finish, trigger, wait_until
 
-pytestmark = pytest.mark.integration
+# Two minutes of a two-core machine: a long workload, run by `make test-long`, not `make test`.
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 DAG = "wide_views"
 

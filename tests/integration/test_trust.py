@@ -184,3 +184,5 @@ def test_dag_test_runs_the_group_to_dbts_verdict(stack: AirflowStack, workspace:
     assert states["shop.stg_orders"] == "success" and states["shop.dbt_producer"] == "failed"
     assert states["shop.dbt_audit"] == "success"
     assert os.path.exists(workspace / "projects" / "shop" / "shop.duckdb")
+    # The producer does not wait for consumers that dag.test() runs only after it.
+    assert "have not ended" not in done.stdout + done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -77,3 +78,11 @@ def test_threads_never_send_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     for thread in threads:
         thread.join()
     assert comms.sent == 4 * 20 * 2 and comms.overlaps == 0
+
+
+def test_runs_inline_reads_dag_tests_signal_and_is_false_outside_a_task() -> None:
+    # dag.test() names its runs' triggering user; outside a task's run the Task SDK has no channel at
+    # all, which is no reason to fail (the producer asks after every build).
+    assert compat.runs_inline({"dag_run": SimpleNamespace(triggering_user_name="dag_test")})
+    assert not compat.runs_inline({"dag_run": SimpleNamespace(triggering_user_name="alice")})
+    assert not compat.runs_inline({})

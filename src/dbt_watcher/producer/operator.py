@@ -159,7 +159,9 @@ class DbtProducerOperator(BaseOperator):
         if rt.config.callback is not None:
             log.info("Calling the group's callback with the artifacts folder %s", run_path)
             rt.config.callback(run_path, context)
-        if rt.config.deferrable and select is not None:  # only after a build: it is what they wait for
+        # Only after a build (it is what they wait for), and not under dag.test(): there the consumers
+        # run one at a time after this task, so none can end while it watches.
+        if rt.config.deferrable and select is not None and not compat.runs_inline(context):
             watch_consumers(self.consumers, status, lambda: self._states(address), window=STALL_WINDOW)
         shared = rt.share(run_path)  # also when dbt failed: that is when people read run_results.json
         if problem is not None:
