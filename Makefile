@@ -8,7 +8,7 @@ DEMO_ARGS ?=
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 
-.PHONY: help install services test test-unit test-integration test-rows test-rows-unit test-long lint docs demo bench bench-quick bench-scale clean
+.PHONY: help install services test test-unit test-integration test-rows test-long lint docs demo bench bench-quick bench-scale clean
 
 help:
 	@echo "make demo   - run the example DAG end to end in a real Airflow stack (DuckDB) and print per-model results"
@@ -46,15 +46,11 @@ test-long: $(STAMP) services
 	DBT_WATCHER_LONG=1 $(PY) -m pytest tests/integration -m long $(PYTEST_ARGS)
 
 # The version rows (devstack/rows.py): each row's venv from its lock file, its unit suite and real-stack subset.
-# ROWS_PHASE=unit or stack runs one half (.ci/run runs the unit suites beside the main row's suite).
+# ROWS_PHASE=unit or stack runs one half.
 ROWS ?=
 ROWS_PHASE ?= all
 test-rows: $(STAMP) services
 	$(PY) -m devstack.rows --phase $(ROWS_PHASE) $(ROWS)
-
-# The unit suites need no service: this one may run beside `make test` (.ci/run).
-test-rows-unit: $(STAMP)
-	$(PY) -m devstack.rows --phase unit $(ROWS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests devstack examples
