@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dbt_watcher import airflow_lines
+from dbt_watcher import __version__, airflow_lines
 from dbt_watcher.errors import DbtWatcherError
 from dbt_watcher.modes import TestBehavior
 
@@ -74,6 +74,7 @@ def prepare(paths: Sequence[Path]) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dbt-watcher", description="Tools for dbt-watcher groups.")
+    parser.add_argument("--version", action="version", version=f"dbt-watcher {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     render = commands.add_parser(
         "render",

@@ -36,3 +36,11 @@ def test_render_names_the_problem_and_the_fix(tmp_path: Path, capsys: pytest.Cap
     assert main(["render", str(tmp_path / "missing")]) == 1
     err = capsys.readouterr().err
     assert "does not exist" in err and "How to fix" in err
+
+
+def test_version_prints_the_packages_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from dbt_watcher import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"dbt-watcher {__version__}"

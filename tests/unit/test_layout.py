@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str | tuple[str, ...], ...], ...] = (
         "dbt_watcher.airflow_lines",
         "dbt_watcher.task_states",
         "dbt_watcher.strenum",
+        "dbt_watcher.files",
     ),  # foundation
     ("dbt_watcher.invocation",),  # running dbt: commands, runners, node events, profiles
     ("dbt_watcher.project",),  # the project: locate, manifest, selection, graph, caches

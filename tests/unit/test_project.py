@@ -133,3 +133,26 @@ def test_an_environment_variable_the_profile_reads_is_part_of_the_cache_key(
     monkeypatch.setenv("JAFFLE_TARGET", "duckdb")
     monkeypatch.setenv("DBT_TARGET", "postgres")  # dbt's own default for --target
     assert cache.cache_key(p, Selection(), files, (), names) != first
+
+
+def test_a_link_pointing_nowhere_is_left_out_and_an_unreadable_file_is_named(
+    jaffle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Public projects commit such links (a `target-base` link to a developer's own folder); dbt
+    # ignores them, so the graph cache's key must too.
+    before = fingerprint(locate_project(jaffle))
+    (jaffle / "target-base").symlink_to("/home/someone/never/there")
+    (jaffle / "models" / "gone.sql").symlink_to(jaffle / "models" / "nowhere.sql")
+    assert fingerprint(locate_project(jaffle)) == before
+    unreadable = jaffle / "models" / "marts" / "orders.sql"
+    real = Path.read_bytes
+
+    def read_bytes(path: Path) -> bytes:
+        if path == unreadable:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    with pytest.raises(ConfigurationError, match=r"cannot read .*orders\.sql.*Permission denied") as info:
+        fingerprint(locate_project(jaffle))
+    assert "readable by the user Airflow runs as" in info.value.fix

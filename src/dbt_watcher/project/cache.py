@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from dbt_watcher.errors import ConfigurationError
+from dbt_watcher.files import write_text_atomically
 from dbt_watcher.invocation.command import DbtProject
 from dbt_watcher.project.graph import GRAPH_FORMAT, ProjectGraph
 from dbt_watcher.project.locate import fingerprint, parse_environment
@@ -155,12 +156,8 @@ def _read_cache(path: Path) -> ProjectGraph | None:
 
 def _write_cache(directory: Path, key: str, graph: ProjectGraph) -> None:
     try:
-        directory.mkdir(parents=True, exist_ok=True)
         # Write then rename: two dag-processor children may race on the same key.
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{key}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(graph.to_json(), fh)
-        os.replace(tmp, directory / f"{key}.json")
+        write_text_atomically(directory / f"{key}.json", json.dumps(graph.to_json()))
         entries = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
         for stale in entries[_CACHE_FILES_KEPT:]:
             stale.unlink(missing_ok=True)

@@ -83,12 +83,19 @@ def fingerprint(project: DbtProject, *, portable: bool = False) -> tuple[str, fr
     named = [(str(p.relative_to(project.project_dir)), p) for p in files if p != project.project_dir / "profiles.yml"]
     with_profiles = profiles.is_file() and not portable
     for label, path in [*named, *([("profiles.yml", profiles)] if with_profiles else [])]:
-        stat = path.stat()
-        digest.update(label.encode())
-        if stat.st_size > _HASH_CONTENT_LIMIT and not portable:
-            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
-            continue
-        content = path.read_bytes()
+        try:
+            stat = path.stat()
+            digest.update(label.encode())
+            if stat.st_size > _HASH_CONTENT_LIMIT and not portable:
+                digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+                continue
+            content = path.read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"dbt-watcher cannot read {str(path)!r} in the dbt project {str(project.project_dir)!r}: "
+                f"{exc.strerror or exc}.",
+                "Make the file readable by the user Airflow runs as, or remove it from the project folder.",
+            ) from None
         digest.update(hashlib.sha256(content).digest())
         if b"env_var" in content:
             names.update(ENV_VAR.findall(content.decode(errors="replace")))
@@ -130,7 +137,13 @@ def _walk(root: Path, skip: set[str]) -> list[Path]:
     found: list[Path] = []
     for current, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if d not in skip and not d.startswith(".")]
-        found.extend(Path(current) / f for f in files if not f.endswith(_IGNORED_SUFFIXES))
+        # A link that points nowhere (a developer's own `target` link committed by mistake) is not a
+        # file dbt reads: left out, as dbt leaves it out.
+        found.extend(
+            path
+            for path in (Path(current) / f for f in files if not f.endswith(_IGNORED_SUFFIXES))
+            if not path.is_symlink() or path.exists()
+        )
     return found
 
 

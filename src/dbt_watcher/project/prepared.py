@@ -26,12 +26,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from dbt_watcher.files import write_text_atomically
 from dbt_watcher.invocation.command import DbtProject
 from dbt_watcher.project.graph import GRAPH_FORMAT, ProjectGraph
 from dbt_watcher.project.locate import fingerprint, parse_environment
@@ -102,13 +101,7 @@ def write_prepared(project_dir: Path, key: str, graph: ProjectGraph, env_names: 
     path = project_dir / FOLDER / f"{key}.json"
     if path in _written:
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"format": _FILE_FORMAT, "environment": _environment(env_names), "graph": graph.to_json()}, fh)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    document = {"format": _FILE_FORMAT, "environment": _environment(env_names), "graph": graph.to_json()}
+    write_text_atomically(path, json.dumps(document))
     _written.add(path)
     return path

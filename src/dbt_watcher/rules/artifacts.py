@@ -18,12 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from dbt_watcher.files import copy_atomically, write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +64,7 @@ def local_build_dir(run_path: Path, task_id: str, try_number: int) -> Path:
 
 
 def _atomic_write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(data))
 
 
 def read_run_results(target: Path) -> dict[str, Any] | None:
@@ -143,10 +139,6 @@ def save_partial_parse(attempt_target: Path, cached: Path) -> None:
     if not produced.is_file():
         return
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".pp.")
-        os.close(fd)
-        shutil.copyfile(produced, tmp)
-        os.replace(tmp, cached)
+        copy_atomically(produced, cached)
     except OSError as exc:
         log.info("Could not keep dbt's partial parse file for the next run: %s", exc)
