@@ -143,7 +143,7 @@ def test_selector_string_matches_the_node_alone() -> None:
     assert node.selector == "fqn:shop.orders,resource_type:model"
 
 
-def test_plan_notes_warn_about_groups_too_large_for_their_waiting_mode() -> None:
+def test_plan_notes_warn_about_groups_too_large_for_their_waiting_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     from dbt_watcher.config import WatcherConfig
     from dbt_watcher.group.notes import plan_notes
 
@@ -156,7 +156,12 @@ def test_plan_notes_warn_about_groups_too_large_for_their_waiting_mode() -> None
     assert "one worker slot per consumer (40 of them)" in warnings(40, deferrable=False)[0]
     assert warnings(1000, deferrable=True) == []  # the triggerer's default capacity holds them all
     (large,) = warnings(1001, deferrable=True)
-    assert "1001 consumers wait in the triggerer" in large and "capacity" in large
+    assert "1001 consumers wait in the triggerer" in large and "capacity triggers (1000 here)" in large
+    # the configured capacity, not Airflow's default: raised, the warning stops; lowered, it comes sooner
+    monkeypatch.setenv("AIRFLOW__TRIGGERER__CAPACITY", "2000")
+    assert warnings(1001, deferrable=True) == []
+    monkeypatch.setenv("AIRFLOW__TRIGGERER__CAPACITY", "30")
+    assert "(30 here)" in warnings(40, deferrable=True)[0]
 
 
 def test_a_dependency_chain_thousands_deep_plans_without_recursion() -> None:

@@ -156,3 +156,15 @@ def test_a_link_pointing_nowhere_is_left_out_and_an_unreadable_file_is_named(
     with pytest.raises(ConfigurationError, match=r"cannot read .*orders\.sql.*Permission denied") as info:
         fingerprint(locate_project(jaffle))
     assert "readable by the user Airflow runs as" in info.value.fix
+
+
+def test_a_target_whose_adapter_is_not_installed_says_to_install_it(jaffle: Path) -> None:
+    # With connection_id= there is no profiles.yml to check: the fix is the adapter package.
+    profiles = (jaffle / "profiles.yml").read_text()
+    (jaffle / "profiles.yml").write_text(profiles + "    warehouse:\n      type: snowdrift\n      threads: 1\n")
+    from dbt_watcher.invocation.target import target_facts
+
+    project = locate_project(jaffle, target="warehouse")
+    with pytest.raises(ConfigurationError, match="adapter for 'snowdrift'.*is not installed") as info:
+        target_facts(project)
+    assert "pip install dbt-snowdrift" in info.value.fix and "profiles.yml" not in info.value.fix

@@ -52,13 +52,14 @@ def plan_notes(graph: ProjectGraph, plan: GroupPlan, cfg: WatcherConfig) -> list
                 "build; deferrable=True waits in the triggerer instead",
             )
         )
-    if cfg.deferrable and len(plan.consumers) > _TRIGGERER_CAPACITY:
+    capacity = triggerer_capacity()
+    if cfg.deferrable and len(plan.consumers) > capacity:
         notes.append(
             (
                 logging.WARNING,
                 f"{len(plan.consumers)} consumers wait in the triggerer, which runs at most [triggerer] capacity "
-                f"triggers (default {_TRIGGERER_CAPACITY}) per triggerer process: the rest start as others end, "
-                "later than their nodes. Raise the capacity or run more triggerers; see docs/performance.md, 'Scale'",
+                f"triggers ({capacity} here) per triggerer process: the rest start as others end, later than "
+                "their nodes. Raise the capacity or run more triggerers; see docs/performance.md, 'Scale'",
             )
         )
     return notes
@@ -67,6 +68,17 @@ def plan_notes(graph: ProjectGraph, plan: GroupPlan, cfg: WatcherConfig) -> list
 _WORKER_SLOTS_HINT = 32  # Airflow's default parallelism: more non-deferrable consumers than this queue up
 # Airflow's default [triggerer] capacity: consumers past it wait for a slot in the triggerer.
 _TRIGGERER_CAPACITY = 1000
+
+
+def triggerer_capacity() -> int:
+    """The configured ``[triggerer] capacity`` as the parsing process sees it (Airflow's default where
+    it cannot be read): the warning must stop once a deployment raised it."""
+    try:
+        from airflow.configuration import conf
+
+        return conf.getint("triggerer", "capacity", fallback=_TRIGGERER_CAPACITY)
+    except Exception:  # a configuration that cannot be read is no reason to fail a DAG's parse
+        return _TRIGGERER_CAPACITY
 
 
 def plan_summary(plan: GroupPlan) -> str:

@@ -8,6 +8,7 @@ returns a credential.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -78,6 +79,10 @@ def profile_facts(project_dir, profiles_dir, profile, target, vars_json):
 """
 
 
+#: dbt's error when a profile's ``type`` names an adapter that is not installed.
+_MISSING_ADAPTER = re.compile(r"Could not find adapter type (\w+)")
+
+
 def target_facts(project: DbtProject, dbt_executable: str | None = None) -> Target:
     args = [
         str(project.project_dir),
@@ -98,6 +103,15 @@ def target_facts(project: DbtProject, dbt_executable: str | None = None) -> Targ
             facts = json.loads(out.stdout.strip().splitlines()[-1])
     except Exception as exc:
         detail = getattr(exc, "stderr", None) or exc
+        missing = _MISSING_ADAPTER.search(str(detail))
+        if missing:  # profiles.yml is fine (or absent, with connection_id=): the adapter is not installed
+            adapter = missing[1]
+            raise ConfigurationError(
+                f"The dbt adapter for {adapter!r} (the type of target {project.target or '(default)'!r}) is not "
+                "installed where this DAG is parsed.",
+                f"Install it beside dbt-core in every Airflow component's environment: pip install dbt-{adapter} "
+                "(the package name dbt's docs give for the adapter).",
+            ) from None
         raise ConfigurationError(
             f"dbt could not load profile {project.profile or '(from dbt_project.yml)'!r}, target "
             f"{project.target or '(default)'!r} from {str(project.profiles_dir)!r}: {detail}",
