@@ -165,6 +165,6 @@ def test_a_target_whose_adapter_is_not_installed_says_to_install_it(jaffle: Path
     from dbt_watcher.invocation.target import target_facts
 
     project = locate_project(jaffle, target="warehouse")
-    with pytest.raises(ConfigurationError, match="adapter for 'snowdrift'.*is not installed") as info:
+    with pytest.raises(ConfigurationError, match=r"adapter for 'snowdrift'.*is not installed") as info:
         target_facts(project)
     assert "pip install dbt-snowdrift" in info.value.fix and "profiles.yml" not in info.value.fix
