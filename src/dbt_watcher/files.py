@@ -1,56 +1,51 @@
 """Files that other processes and users read: written whole, then renamed into place.
 
 A reader (a dag-processor child, the api-server, another worker) never sees half a file, and the file
-gets the mode a plain ``open()`` would give it. ``tempfile.mkstemp`` creates files with mode 0600 for
-its own reasons; kept as is, a graph prepared as root in an image, or artifacts written by a worker's
-user, could not be read by the ``airflow`` user of another component, which then falls back silently
-(the dag-processor parses with dbt again).
+gets the mode a plain ``open()`` would give it: the kernel applies the umask to 0666. ``tempfile``'s
+files are 0600 for their own reasons; kept as is, a graph prepared as root in an image, or artifacts
+written by a worker's user, could not be read by the ``airflow`` user of another component, which
+then falls back silently (the dag-processor parses with dbt again). No chmod: some shared volumes
+refuse one.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
 
-def _umask() -> int:
-    # Linux shows the process's umask in /proc; os.umask() can only read it by setting it, which
-    # would race with other threads creating files meanwhile.
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
-
-
-def _place(tmp: str, path: Path) -> None:
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
+def _open_sibling(path: Path, private: bool) -> tuple[int, Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600 if private else 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def write_text_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` (its folder made if missing) by writing a sibling, then renaming it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _open_sibling(path, private=False)
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
-        _place(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
-def copy_atomically(source: Path, path: Path) -> None:
-    """Copy ``source`` to ``path`` the same way: readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+def copy_atomically(source: Path, path: Path, *, private: bool = False) -> None:
+    """Copy ``source`` to ``path`` the same way: readers see the old file or the whole new one.
+    ``private``: mode 0600 whatever the umask, for a file only this user reads."""
+    fd, tmp = _open_sibling(path, private)
     try:
-        shutil.copyfile(source, tmp)
-        _place(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        with os.fdopen(fd, "wb") as dst, open(source, "rb") as src:
+            shutil.copyfileobj(src, dst)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -50,7 +50,7 @@ def test_written_and_copied_files_get_the_mode_open_would_give(tmp_path: Path) -
 
 
 @pytest.mark.usefixtures("umask")
-def test_a_prepared_graph_and_the_partial_parse_cache_are_readable_by_others(tmp_path: Path) -> None:
+def test_a_prepared_graph_is_readable_by_others_and_the_partial_parse_cache_is_not(tmp_path: Path) -> None:
     project = tmp_path / "shop"
     project.mkdir()
     (project / "dbt_project.yml").write_text("name: shop\nversion: '1.0'\nprofile: shop\nconfig-version: 2\n")
@@ -61,4 +61,5 @@ def test_a_prepared_graph_and_the_partial_parse_cache_are_readable_by_others(tmp
     (tmp_path / "target").mkdir()
     (tmp_path / "target" / "partial_parse.msgpack").write_bytes(b"\x00")
     save_partial_parse(tmp_path / "target", tmp_path / "cache" / "pp.msgpack")
-    assert _mode(tmp_path / "cache" / "pp.msgpack") == 0o644
+    # dbt records the values of env vars models read there: only this user reads it
+    assert _mode(tmp_path / "cache" / "pp.msgpack") == 0o600

@@ -90,6 +90,8 @@ def fingerprint(project: DbtProject, *, portable: bool = False) -> tuple[str, fr
                 digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
                 continue
             content = path.read_bytes()
+        except FileNotFoundError:  # gone since the walk (an editor's temporary file): not a project file
+            continue
         except OSError as exc:
             raise ConfigurationError(
                 f"dbt-watcher cannot read {str(path)!r} in the dbt project {str(project.project_dir)!r}: "

@@ -139,6 +139,7 @@ def save_partial_parse(attempt_target: Path, cached: Path) -> None:
     if not produced.is_file():
         return
     try:
-        copy_atomically(produced, cached)
+        # Private: dbt records there the values of the environment variables models read.
+        copy_atomically(produced, cached, private=True)
     except OSError as exc:
         log.info("Could not keep dbt's partial parse file for the next run: %s", exc)
