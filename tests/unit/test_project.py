@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -168,3 +170,20 @@ def test_a_target_whose_adapter_is_not_installed_says_to_install_it(jaffle: Path
     with pytest.raises(ConfigurationError, match=r"adapter for 'snowdrift'.*is not installed") as info:
         target_facts(project)
     assert "pip install dbt-snowdrift" in info.value.fix and "profiles.yml" not in info.value.fix
+
+
+@pytest.mark.parametrize("runner", ["in_process", "subprocess"])
+def test_a_selection_criterion_matching_nothing_is_named_at_parse_time(
+    jaffle: Path, cache_dir: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str], runner: str
+) -> None:
+    # A typo next to a valid name still selects something: dbt only warns, under the parse's quiet log level.
+    executable = str(Path(sys.executable).parent / "dbt") if runner == "subprocess" else None
+    with caplog.at_level(logging.WARNING, logger="dbt_watcher"):
+        graph = load_graph(
+            locate_project(jaffle), Selection(select=("orders", "stg_orderz")), dbt_executable=executable
+        )
+    assert "model.jaffle_shop.orders" in graph.selected
+    # in-process dbt reroutes logging to its own handlers, so the line may reach stdout instead of caplog
+    lines = [r.getMessage() for r in caplog.records] + capfd.readouterr().out.splitlines()
+    warned = [line for line in lines if "matches no enabled node" in line]
+    assert len(warned) == 1 and "'stg_orderz'" in warned[0] and "the selection" in warned[0]

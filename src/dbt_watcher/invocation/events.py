@@ -55,9 +55,13 @@ SUCCESS_STATUSES = frozenset({NodeStatus.SUCCESS, NodeStatus.PASS, NodeStatus.WA
 SKIPPED_STATUSES = frozenset({NodeStatus.SKIPPED})
 #: Statuses after which dbt skips everything downstream (``MARK_DEPENDENT_ERRORS_STATUSES``).
 FAILURE_STATUSES = frozenset({NodeStatus.ERROR, NodeStatus.FAIL, NodeStatus.PARTIAL_SUCCESS, NodeStatus.RUNTIME_ERROR})
-#: The dbt events the tracker reads; the in-process runner converts only these from protobuf. The
-#: selection event is the runners' own (:mod:`dbt_watcher.invocation.selection`).
-TRACKED_EVENTS = frozenset({"NodeStart", "NodeFinished", "MarkSkippedChildren", "LogHookEndLine", SELECTION_EVENT})
+#: dbt's warning that a selection criterion matches no enabled node (a typo in select= or exclude=).
+UNMATCHED_SELECTION_EVENT = "NoNodesForSelectionCriteria"
+#: The dbt events the tracker and the parse's selection read; the in-process runner converts only these
+#: from protobuf. The selection event is the runners' own (:mod:`dbt_watcher.invocation.selection`).
+TRACKED_EVENTS = frozenset(
+    {"NodeStart", "NodeFinished", "MarkSkippedChildren", "LogHookEndLine", SELECTION_EVENT, UNMATCHED_SELECTION_EVENT}
+)
 
 MESSAGE_LIMIT = 4000
 

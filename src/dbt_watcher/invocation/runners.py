@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dbt_watcher.invocation.command import DbtCommand, describe_failure, exit_code, run_dbt
-from dbt_watcher.invocation.events import TRACKED_EVENTS, EventCallback
+from dbt_watcher.invocation.events import TRACKED_EVENTS, UNMATCHED_SELECTION_EVENT, EventCallback
 from dbt_watcher.invocation.selection import TestFacts, facts_from_file, facts_from_manifest
 
 #: Runs dbt in another virtualenv's Python and reports the selection (dbt_watcher/invocation/driver.py).
@@ -142,14 +142,20 @@ class SubprocessDbt:
             return Outcome(ran=True, exit_code=code)
         return Outcome(ran=False, error="\n".join(errors[-5:]) or f"dbt exited with code {code}", exit_code=code)
 
-    def list_ids(self, command: DbtCommand) -> list[str]:
+    def list_ids(self, command: DbtCommand, on_unmatched: Callable[[str], None] | None = None) -> list[str]:
+        """The unique ids `dbt ls` lists; ``on_unmatched`` gets each selection criterion dbt says
+        matches no enabled node."""
         found: list[str] = []
 
         def on_event(event: Mapping[str, Any]) -> None:
             # `dbt ls` prints one JSON object per node (a PrintEvent in structured logs).
-            message = str((event.get("data") or {}).get("msg", ""))
-            if (event.get("info") or {}).get("name") in ("ListCmdOut", "PrintEvent") and message.startswith("{"):
+            data = event.get("data") or {}
+            message = str(data.get("msg", ""))
+            name = (event.get("info") or {}).get("name")
+            if name in ("ListCmdOut", "PrintEvent") and message.startswith("{"):
                 found.append(json.loads(message)["unique_id"])
+            elif name == UNMATCHED_SELECTION_EVENT and on_unmatched is not None:
+                on_unmatched(str(data.get("spec_raw", "")))
 
         ls = command.with_(
             command="ls", extra_args=(*command.extra_args, "--output", "json", "--output-keys", "unique_id")

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from dbt_watcher.errors import ConfigurationError
 from dbt_watcher.invocation.command import DbtCommand, DbtProject, describe_failure, run_dbt
+from dbt_watcher.invocation.events import UNMATCHED_SELECTION_EVENT
 from dbt_watcher.invocation.runners import SubprocessDbt
 from dbt_watcher.invocation.target import target_facts
 from dbt_watcher.project.graph import DbtNode, DbtSource, ProjectGraph, Relation
@@ -92,9 +93,16 @@ def _in_process(project: DbtProject, scratch: Path) -> tuple[Path, Selector]:
     manifest_path = scratch / "target" / "manifest.json"
 
     def select(selection: Selection, purpose: str) -> list[str]:
-        result = run_dbt(_ls_command(project, selection, scratch), manifest=manifest)
+        unmatched: list[str] = []
+
+        def on_event(name: str, data: Mapping[str, Any]) -> None:
+            if name == UNMATCHED_SELECTION_EVENT:
+                unmatched.append(str(data.get("spec_raw", "")))
+
+        result = run_dbt(_ls_command(project, selection, scratch), on_event=on_event, manifest=manifest)
         if not result.success:
             raise _selection_error(selection, purpose, describe_failure(result))
+        _warn_unmatched(unmatched, purpose)
         lines: list[str] = list(result.result or [])  # type: ignore[arg-type]
         return [json.loads(line)["unique_id"] for line in lines]
 
@@ -112,10 +120,13 @@ def _in_subprocess(project: DbtProject, scratch: Path, executable: str) -> tuple
         )
 
     def select(selection: Selection, purpose: str) -> list[str]:
+        unmatched: list[str] = []
         try:
-            return runner.list_ids(_ls_command(project, selection, scratch, listing=False))
+            found = runner.list_ids(_ls_command(project, selection, scratch, listing=False), unmatched.append)
         except RuntimeError as exc:
             raise _selection_error(selection, purpose, str(exc)) from exc
+        _warn_unmatched(unmatched, purpose)
+        return found
 
     return scratch / "target" / "manifest.json", select
 
@@ -131,6 +142,18 @@ def _ls_command(project: DbtProject, selection: Selection, scratch: Path, *, lis
         log_path=scratch / "logs",
         extra_args=(*listing_args, *(_QUIET if listing else ())),
     )
+
+
+def _warn_unmatched(criteria: list[str], purpose: str) -> None:
+    # dbt's own warning is hidden by the parse's quiet log level; a typo must not pass silently.
+    for criterion in dict.fromkeys(criteria):
+        log.warning(
+            "dbt-watcher: the selection criterion %r of %s matches no enabled node of the project (a typo?); "
+            "`dbt ls --select %s` in the project folder shows what it matches.",
+            criterion,
+            purpose,
+            criterion,
+        )
 
 
 def _selection_error(selection: Selection, purpose: str, detail: str) -> ConfigurationError:
