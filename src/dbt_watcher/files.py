@@ -13,39 +13,40 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 
-def _open_sibling(path: Path, private: bool) -> tuple[int, Path]:
+@contextmanager
+def _replacing(path: Path, private: bool) -> Iterator[BinaryIO]:
+    """A new sibling of ``path`` to write; renamed onto ``path`` when the block ends, removed if it fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
         try:
-            return os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600 if private else 0o666), tmp
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600 if private else 0o666)
+            break
         except FileExistsError:
             continue
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` (its folder made if missing) by writing a sibling, then renaming it."""
-    fd, tmp = _open_sibling(path, private=False)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (its folder made if missing) by writing a sibling, then renaming it."""
+    with _replacing(path, private=False) as fh:
+        fh.write(text.encode())
 
 
 def copy_atomically(source: Path, path: Path, *, private: bool = False) -> None:
     """Copy ``source`` to ``path`` the same way: readers see the old file or the whole new one.
     ``private``: mode 0600 whatever the umask, for a file only this user reads."""
-    fd, tmp = _open_sibling(path, private)
-    try:
-        with os.fdopen(fd, "wb") as dst, open(source, "rb") as src:
-            shutil.copyfileobj(src, dst)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _replacing(path, private) as dst, open(source, "rb") as src:
+        shutil.copyfileobj(src, dst)

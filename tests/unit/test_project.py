@@ -145,6 +145,7 @@ def test_a_link_pointing_nowhere_is_left_out_and_an_unreadable_file_is_named(
     before = fingerprint(locate_project(jaffle))
     (jaffle / "target-base").symlink_to("/home/someone/never/there")
     (jaffle / "models" / "gone.sql").symlink_to(jaffle / "models" / "nowhere.sql")
+    (jaffle / "models" / "loop.sql").symlink_to(jaffle / "models" / "loop.sql")
     assert fingerprint(locate_project(jaffle)) == before
     unreadable = jaffle / "models" / "marts" / "orders.sql"
     real = Path.read_bytes

@@ -3,6 +3,7 @@ fingerprint of every file dbt may read, with the environment variables its parse
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Mapping
@@ -90,9 +91,12 @@ def fingerprint(project: DbtProject, *, portable: bool = False) -> tuple[str, fr
                 digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
                 continue
             content = path.read_bytes()
-        except FileNotFoundError:  # gone since the walk (an editor's temporary file): not a project file
-            continue
         except OSError as exc:
+            # Nothing there: a link that points nowhere or round in a loop (a developer's own `target`
+            # link committed by mistake, which dbt ignores too), or a file gone since the walk (an
+            # editor's temporary file). Not a file dbt reads: left out.
+            if exc.errno in (errno.ENOENT, errno.ELOOP):
+                continue
             raise ConfigurationError(
                 f"dbt-watcher cannot read {str(path)!r} in the dbt project {str(project.project_dir)!r}: "
                 f"{exc.strerror or exc}.",
@@ -139,13 +143,7 @@ def _walk(root: Path, skip: set[str]) -> list[Path]:
     found: list[Path] = []
     for current, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if d not in skip and not d.startswith(".")]
-        # A link that points nowhere (a developer's own `target` link committed by mistake) is not a
-        # file dbt reads: left out, as dbt leaves it out.
-        found.extend(
-            path
-            for path in (Path(current) / f for f in files if not f.endswith(_IGNORED_SUFFIXES))
-            if not path.is_symlink() or path.exists()
-        )
+        found.extend(Path(current) / f for f in files if not f.endswith(_IGNORED_SUFFIXES))
     return found
 
 

@@ -63,10 +63,6 @@ def local_build_dir(run_path: Path, task_id: str, try_number: int) -> Path:
     return run_path / "local" / _safe(task_id) / f"try-{try_number}"
 
 
-def _atomic_write_json(path: Path, data: Any) -> None:
-    write_text_atomically(path, json.dumps(data))
-
-
 def read_run_results(target: Path) -> dict[str, Any] | None:
     """dbt's run_results.json in a target folder (None if dbt did not write one)."""
     path = target / "run_results.json"
@@ -92,7 +88,7 @@ def publish_attempt(run_path: Path, attempt_target: Path) -> None:
         newer = {r["unique_id"] for r in latest.get("results", [])}
         kept = [r for r in unified.get("results", []) if r.get("unique_id") not in newer]
         latest["results"] = kept + latest.get("results", [])
-    _atomic_write_json(unified_path, latest)
+    write_text_atomically(unified_path, json.dumps(latest))
     manifest = attempt_target / "manifest.json"
     if manifest.is_file():
         shutil.copyfile(manifest, run_path / "manifest.json")
