@@ -184,7 +184,8 @@ def test_a_selection_criterion_matching_nothing_is_named_at_parse_time(
             locate_project(jaffle), Selection(select=("orders", "stg_orderz")), dbt_executable=executable
         )
     assert "model.jaffle_shop.orders" in graph.selected
-    # in-process dbt reroutes logging to its own handlers, so the line may reach stdout instead of caplog
+    # Depending on how logging was configured before, the line reaches caplog, stdout or both: each
+    # copy must name the typo, and no valid name may be reported.
     lines = [r.getMessage() for r in caplog.records] + capfd.readouterr().out.splitlines()
     warned = [line for line in lines if "matches no enabled node" in line]
-    assert len(warned) == 1 and "'stg_orderz'" in warned[0] and "the selection" in warned[0]
+    assert warned and all("criterion 'stg_orderz' of the selection" in line for line in warned)
