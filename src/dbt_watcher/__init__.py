@@ -2,9 +2,10 @@
 
 What users hold: :func:`dbt_watcher_group` (the decorator), the :class:`WatcherGroupFactory` it
 returns, the :class:`DbtWatcherGroup` that calling it renders, :class:`WatcherConfig` (every
-parameter, documented), :class:`DbtWatcherTranslator` with the :class:`DbtNode` it is given, and
-the errors. Imports are lazy so that the triggerer, which only needs the consumer's trigger, and a
-DAG file whose project is cached never pay for dbt's import.
+parameter, documented), :class:`DbtWatcherTranslator` with the :class:`DbtNode` it is given,
+:class:`CosmosTranslator` (Cosmos' names, for a switch in one line), and the errors. Imports are
+lazy so that the triggerer, which only needs the consumer's trigger, and a DAG file whose project
+is cached never pay for dbt's import.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "ConfigurationError",
+    "CosmosTranslator",
     "DbtInvocationError",
     "DbtNode",
     "DbtWatcherError",
@@ -34,6 +36,7 @@ _EXPORTS = {
     "DbtInvocationError": "dbt_watcher.errors",
     "DbtWatcherError": "dbt_watcher.errors",
     "DbtWatcherTranslator": "dbt_watcher.rules.translator",
+    "CosmosTranslator": "dbt_watcher.rules.cosmos",
     "DbtNode": "dbt_watcher.project.graph",
 }
 
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
     from dbt_watcher.group.decorator import WatcherGroupFactory, dbt_watcher_group
     from dbt_watcher.group.task_group import DbtWatcherGroup
     from dbt_watcher.project.graph import DbtNode
+    from dbt_watcher.rules.cosmos import CosmosTranslator
     from dbt_watcher.rules.translator import DbtWatcherTranslator
 
 

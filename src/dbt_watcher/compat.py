@@ -250,3 +250,22 @@ def run_xcoms(dag_id: str, run_id: str, key_prefix: str) -> list[tuple[str, int,
                     value = json.loads(stored)
             rows.append((str(task_id), int(str(map_index)), str(key), value))
     return rows
+
+
+def drop_log_events(rule: Any) -> bool:
+    """Put ``rule`` (a structlog processor raising ``structlog.DropEvent``) first in this process's
+    log pipeline, for the loggers already in use too; False if the pipeline is not a list.
+
+    Why not public: ``structlog.configure`` would reach only loggers not cached yet, and Airflow caches
+    its loggers on first use (``airflow/_shared/logging/structlog.py``); the list ``get_config`` returns is
+    the one every logger holds, so it is changed in place. Public replacement: a log filter setting of
+    Airflow's, which has none for its structlog components.
+    """
+    import structlog
+
+    processors = structlog.get_config()["processors"]
+    if not isinstance(processors, list):
+        return False
+    if rule not in processors:
+        processors.insert(0, rule)
+    return True

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from dbt_watcher.checks import check_config
-from dbt_watcher.errors import ConfigurationError
+from dbt_watcher.errors import UnknownParameterError
 from dbt_watcher.modes import ProducerRetry, TestBehavior
 from dbt_watcher.rules.translator import DEFAULT_TRANSLATOR, DbtWatcherTranslator
 
@@ -154,12 +155,7 @@ class WatcherConfig:
         return float(self.timeout)
 
     def updated(self, **changes: Any) -> WatcherConfig:
-        unknown = set(changes) - {f.name for f in fields(self)}
-        if unknown:
-            raise ConfigurationError(
-                f"unknown dbt_watcher_group parameter(s): {', '.join(sorted(unknown))}.",
-                "See docs/parameters.md for the parameters dbt_watcher_group accepts.",
-            )
+        check_parameter_names(changes)
         return replace(self, **changes)
 
     @property
@@ -172,6 +168,35 @@ class WatcherConfig:
             return Path(os.path.expanduser(os.fspath(self.artifacts_dir)))
         home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
         return Path(home) / "dbt-watcher" / "artifacts"
+
+
+#: Cosmos' arguments of DbtDag / DbtTaskGroup, and where their settings go here (docs/migration.md).
+COSMOS_ARGUMENTS = {
+    "project_config": "project_dir= (and vars=, env=, install_deps=)",
+    "profile_config": "profiles_dir=, profile= and target=, or connection_id= with profile_args=",
+    "execution_config": "dbt_executable= and setup_operator_args= (watching is the only mode)",
+    "render_config": "select=, exclude=, selector=, test_behavior=, emit_assets=",
+    "default_args": "operator_args= (Airflow arguments of every task) or the DAG's own default_args",
+}
+
+
+def check_parameter_names(names: Iterable[str]) -> None:
+    """Refuse keywords that name no parameter, suggesting the closest one (or the mapping of a Cosmos
+    argument), where Python would only say "unexpected keyword argument"."""
+    known = [f.name for f in fields(WatcherConfig)]
+    unknown = [name for name in names if name not in known]
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        if name in COSMOS_ARGUMENTS:
+            hints.append(f"{name} is a Cosmos argument: here it is {COSMOS_ARGUMENTS[name]}")
+        elif close := difflib.get_close_matches(name, known, n=1, cutoff=0.6):
+            hints.append(f"did you mean {close[0]}= instead of {name}=?")
+    hints.append("docs/parameters.md lists every parameter")
+    raise UnknownParameterError(
+        f"dbt_watcher_group got unknown parameter(s): {', '.join(unknown)}.", "; ".join(hints) + "."
+    )
 
 
 def _text(value: Any) -> str | None:

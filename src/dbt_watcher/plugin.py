@@ -3,7 +3,8 @@
 It adds:
 
 * a listener whose ``on_starting`` runs when an Airflow job (scheduler, triggerer, dag-processor)
-  starts; in a triggerer it installs :mod:`dbt_watcher.consumer.triggerer_start`;
+  starts; in a triggerer it installs :mod:`dbt_watcher.consumer.triggerer_start` and
+  :mod:`dbt_watcher.consumer.triggerer_logs`;
 * the UI (:mod:`dbt_watcher.ui`): a FastAPI app the api-server mounts at ``/dbt-watcher``, and a
   "dbt build" tab on every DAG run page (an external view, shown in an iframe by Airflow's UI).
 
@@ -30,16 +31,17 @@ _TRIGGERER_MODULE = "airflow.jobs.triggerer_job_runner"
 
 
 class JobStartListener:
-    """Installs the triggerer fast start when the triggerer's job starts."""
+    """Installs the triggerer fast start and its log rule when the triggerer's job starts."""
 
     @hookimpl
     def on_starting(self, component: Any) -> None:
         # The job's type is set by its runner after this hook runs; the triggerer is the process
         # that has already imported its job runner's module (the `airflow triggerer` command does).
         if _TRIGGERER_MODULE in sys.modules:
-            from dbt_watcher.consumer.triggerer_start import install
+            from dbt_watcher.consumer import triggerer_logs, triggerer_start
 
-            install()
+            triggerer_start.install()
+            triggerer_logs.install()
 
 
 @cache

@@ -203,15 +203,23 @@ def test_emit_assets_false_and_non_deferrable() -> None:
 def test_calling_outside_a_dag_and_bad_parameters_are_clear_errors() -> None:
     with pytest.raises(ConfigurationError, match="outside a DAG"):
         jaffle_shop()
-    # the signature is explicit: Python (and mypy, statically) names an unknown or missing parameter
-    with pytest.raises(TypeError, match="thread"):
+    # the signature is explicit (mypy names an unknown or missing parameter statically); at run time a
+    # misspelt or Cosmos-style keyword gets a suggestion, still as the TypeError Python would raise
+    with pytest.raises(TypeError, match="thread") as typo:
         dbt_watcher_group(project_dir=str(JAFFLE_SHOP), thread=4)  # type: ignore[call-arg]
+    assert isinstance(typo.value, ConfigurationError) and "did you mean threads= instead of thread=?" in typo.value.fix
+    with pytest.raises(ConfigurationError, match="render_config") as cosmos:
+        dbt_watcher_group(project_dir=str(JAFFLE_SHOP), render_config=object())  # type: ignore[call-arg]
+    assert "select=" in cosmos.value.fix and "docs/parameters.md" in cosmos.value.fix
+    with pytest.raises(ConfigurationError, match="keyword arguments only"):
+        dbt_watcher_group(str(JAFFLE_SHOP))  # type: ignore[misc]
     with pytest.raises(TypeError, match="project_dir"):
         dbt_watcher_group(threads=4)  # type: ignore[call-arg]
     with pytest.raises(ConfigurationError, match="poke_interval"):
         jaffle_shop.override(poke_interval=0)
-    with pytest.raises(ConfigurationError, match="unknown dbt_watcher_group parameter"):
-        jaffle_shop.override(nope=1)
+    with pytest.raises(ConfigurationError, match=r"unknown parameter.*pokeinterval") as override:
+        jaffle_shop.override(pokeinterval=1)
+    assert "did you mean poke_interval=" in override.value.fix
 
 
 def test_missing_project_is_an_import_time_error(tmp_path: Path) -> None:
@@ -343,3 +351,18 @@ def test_the_decorators_signature_mirrors_every_parameter_of_the_config() -> Non
             default = f.default_factory()
         assert parameters[f.name].default == default, f.name
     assert set(parameters) == {f.name for f in dataclasses.fields(WatcherConfig)}
+
+
+def test_a_cold_parse_close_to_the_import_timeout_warns_once_a_cached_one_does_not(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "0.2")  # any real dbt parse takes longer
+
+    @dbt_watcher_group(project_dir=str(JAFFLE_SHOP))
+    def cold() -> None: ...
+
+    with caplog.at_level("WARNING", logger="dbt_watcher"):
+        cold.load()
+        cold.load()  # from the graph cache: no dbt, no warning
+    slow = [r.getMessage() for r in caplog.records if "dagbag_import_timeout" in r.getMessage()]
+    assert len(slow) == 1 and "dbt-watcher prepare" in slow[0]

@@ -25,12 +25,13 @@ LAYERS: tuple[tuple[str | tuple[str, ...], ...], ...] = (
         "dbt_watcher.task_states",
         "dbt_watcher.strenum",
         "dbt_watcher.files",
+        "dbt_watcher.modes",
     ),  # foundation
     ("dbt_watcher.invocation",),  # running dbt: commands, runners, node events, profiles
     ("dbt_watcher.project",),  # the project: locate, manifest, selection, graph, caches
     ("dbt_watcher.channel",),  # the run's status channel
     ("dbt_watcher.rules",),  # shared rules: verdict, emission, artifacts, links, naming
-    ("dbt_watcher.modes", "dbt_watcher.checks", "dbt_watcher.config"),  # the group's parameters
+    ("dbt_watcher.checks", "dbt_watcher.config"),  # the group's parameters
     ("dbt_watcher.runtime",),  # what every task knows at run time; a task's dbt
     (("dbt_watcher.producer", "dbt_watcher.consumer", "dbt_watcher.ui"),),  # the tasks, and the UI beside them
     ("dbt_watcher.group", "dbt_watcher.cli", "dbt_watcher.plugin", "dbt_watcher.provider_info", "dbt_watcher"),

@@ -10,7 +10,7 @@ from dbt_watcher.group.plan import assign_task_ids, build_plan
 from dbt_watcher.invocation.selection import TestFacts
 from dbt_watcher.project.graph import DbtNode
 from dbt_watcher.rules.gating import gated_node, gating
-from dbt_watcher.runtime.group_runtime import PRODUCER_TASK_ID
+from dbt_watcher.rules.translator import DEFAULT_TRANSLATOR
 
 from .graphs import dbt_test, graph, model
 
@@ -118,15 +118,17 @@ def test_task_ids_are_valid_unique_and_explainable() -> None:
         _named("weird name!"),
         _named("dup", package="shop"),
         _named("dup", package="lib"),
-        _named(PRODUCER_TASK_ID),
+        _named(DEFAULT_TRANSLATOR.producer_task_id()),
     ]
-    ids = assign_task_ids(nodes, reserved={PRODUCER_TASK_ID})
+    ids = assign_task_ids(nodes, reserved={DEFAULT_TRANSLATOR.producer_task_id()})
     assert ids["model.shop.orders.v1"] == "orders_v1"
     assert ids["model.shop.orders.v2"] == "orders_v2"
     assert ids["model.shop.weird name!"] == "weird_name"
     assert ids["model.shop.dup"] == "shop__dup"
     assert ids["model.lib.dup"] == "lib__dup"
-    assert ids[f"model.shop.{PRODUCER_TASK_ID}"] == f"shop__{PRODUCER_TASK_ID}"
+    assert (
+        ids[f"model.shop.{DEFAULT_TRANSLATOR.producer_task_id()}"] == f"shop__{DEFAULT_TRANSLATOR.producer_task_id()}"
+    )
     assert len(set(ids.values())) == len(ids)
 
 
@@ -169,3 +171,14 @@ def test_a_dependency_chain_thousands_deep_plans_without_recursion() -> None:
     chain = [model(f"c{i:05d}", *([f"model.shop.c{i + 1:05d}"] if i < 2499 else [])) for i in range(2500)]
     plan = build_plan(graph(*chain))
     assert len(plan.consumers) == 2500 and plan.consumers[0].node.name == "c02499"
+
+
+def test_a_parse_near_the_dag_import_timeout_is_named_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dbt_watcher.group.notes import slow_parse_note
+
+    assert slow_parse_note(11.0) is None  # Airflow's default timeout, 30 s: well within it
+    note = slow_parse_note(21.0)
+    assert note is not None and "21.0 s of the 30 s" in note
+    assert "dbt-watcher prepare" in note and "[core] dagbag_import_timeout" in note
+    monkeypatch.setenv("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "120")
+    assert slow_parse_note(21.0) is None  # the configured timeout, not Airflow's default

@@ -74,13 +74,21 @@ def test_the_selection_follows_the_invocations_indirect_selection(tmp_path: Path
 
 def test_both_runners_list_the_same_nodes_and_report_a_broken_profile(tmp_path: Path) -> None:
     ids = {}
+    unmatched: list[str] = []
     for name, runner in (("in_process", InProcessDbt()), ("subprocess", SubprocessDbt(DBT))):
         project = _project(tmp_path, name)
-        ids[name] = sorted(runner.list_ids(project.command("ls", select=("tag:marts",))))
+        command = project.command("ls", select=("tag:marts",))
+        if isinstance(runner, SubprocessDbt):
+            # A criterion next to a valid one that matches nothing (a typo) is reported, not fatal.
+            command = project.command("ls", select=("tag:marts", "stg_orderz"))
+            ids[name] = sorted(runner.list_ids(command, unmatched.append))
+        else:
+            ids[name] = sorted(runner.list_ids(command))
         outcome = runner.run(project.command("build").with_(target="nope"))
         assert not outcome.ran and outcome.error and "nope" in outcome.error, (name, outcome)
         assert outcome.exit_code == 2
     assert ids["in_process"] == ids["subprocess"] and len(ids["in_process"]) == 10
+    assert unmatched == ["stg_orderz"]
 
 
 def test_env_is_set_for_the_session_masked_when_secret_and_restored_after(

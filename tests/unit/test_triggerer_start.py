@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
@@ -117,6 +118,16 @@ def test_success_callbacks_of_consumers_are_not_filed_failure_callbacks_are(inst
             filepath="f.py", bundle_name="b", bundle_version=None, ti=dto, task_callback_type=state
         )
 
+    # Airflow's "Sending callback" line is left out only for the request that is then dropped
+    lines = logging.getLogger(triggerer_start.CALLBACKS_LOGGER)
+    (quiet,) = [f for f in lines.filters if isinstance(f, triggerer_start.DroppedCallbackLines)]
+
+    def logged(request: TaskCallbackRequest) -> bool:
+        record = lines.makeRecord(lines.name, logging.INFO, "trigger.py", 1, "Sending callback: %s", (request,), None)
+        return bool(quiet.filter(record))
+
+    assert not logged(request(TaskInstanceState.SUCCESS, consumer))
+    assert logged(request(TaskInstanceState.FAILED, consumer)) and logged(request(TaskInstanceState.SUCCESS, ti("x")))
     DatabaseCallbackSink().send(request(TaskInstanceState.FAILED, consumer), session=session)
     assert len(filed) == 1  # a failure callback may run the user's on_failure_callback: kept
     DatabaseCallbackSink().send(request(TaskInstanceState.SUCCESS, consumer), session=session)

@@ -17,7 +17,8 @@ trigger takes Airflow's path untouched.
 
 A second, narrower change: Airflow files a success callback request for every task a trigger ends,
 which the dag-processor discards after parsing the whole DAG file (it runs failure callbacks only);
-for dbt-watcher's tasks the request is not filed (see :func:`_wrap_send`).
+for dbt-watcher's tasks the request is not filed (see :func:`_wrap_send`), nor is Airflow's
+"Sending callback" line logged for it (one INFO line per consumer, about a request that is then dropped).
 
 Safety: installed only in a triggerer process (by :mod:`dbt_watcher.plugin` when the triggerer's
 job starts), only on the Airflow versions whose ``_create_workload`` we test against
@@ -105,6 +106,9 @@ def install() -> bool:
             return False
         TriggerRunnerSupervisor._create_workload = _wrap_create_workload(create)
         DatabaseCallbackSink.send = _wrap_send(send)
+        callbacks_log = logging.getLogger(CALLBACKS_LOGGER)
+        if not any(isinstance(f, DroppedCallbackLines) for f in callbacks_log.filters):
+            callbacks_log.addFilter(DroppedCallbackLines())
     except Exception:
         log.exception("dbt-watcher: could not install triggerer fast start; consumers start the standard way")
         return False
@@ -126,6 +130,9 @@ class _Consumers:
 
     def pop(self, ti_id: Any) -> bool:
         return self._ids.pop(ti_id, False) is None
+
+    def __contains__(self, ti_id: Any) -> bool:
+        return ti_id in self._ids
 
 
 CONSUMERS = _Consumers()
@@ -159,12 +166,30 @@ def _wrap_send(original: Any) -> Any:
     """
 
     def send(self: Any, callback: Any, *args: Any, **kwargs: Any) -> Any:
-        ti = getattr(callback, "ti", None)
-        if ti is not None and not getattr(callback, "is_failure_callback", True) and CONSUMERS.pop(ti.id):
+        if _dropped(callback):
+            CONSUMERS.pop(callback.ti.id)
             return None
         return original(self, callback, *args, **kwargs)
 
     return _marked(send, original)
+
+
+def _dropped(callback: Any) -> bool:
+    """A success callback request of a consumer this triggerer started: :func:`_wrap_send` drops it."""
+    ti = getattr(callback, "ti", None)
+    return ti is not None and not getattr(callback, "is_failure_callback", True) and ti.id in CONSUMERS
+
+
+#: The logger of ``handle_event_submit`` (``airflow/models/trigger.py``), which logs every request it files.
+CALLBACKS_LOGGER = "airflow.models.trigger"
+
+
+class DroppedCallbackLines(logging.Filter):
+    """Leave out Airflow's "Sending callback: <request>" line for a request :func:`_wrap_send` drops."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (record.msg == "Sending callback: %s" and len(args) == 1 and _dropped(args[0]))
 
 
 def _marked(wrapper: Any, original: Any) -> Any:

@@ -7,15 +7,16 @@ calls it with the Airflow context just before ``dbt build`` and merges what it r
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
 
-from dbt_watcher.config import WatcherConfig
+from dbt_watcher.config import WatcherConfig, check_parameter_names
 from dbt_watcher.errors import ConfigurationError
 from dbt_watcher.group.loading import GroupLoader
 from dbt_watcher.group.plan import GroupPlan
@@ -32,6 +33,25 @@ if TYPE_CHECKING:
 
 #: The decorated function's parameters: calling the group takes the same arguments.
 P = ParamSpec("P")
+Q = ParamSpec("Q")
+R = TypeVar("R")
+
+
+def _named_parameters(function: Callable[Q, R]) -> Callable[Q, R]:
+    """Check the keywords against WatcherConfig before the call, for a suggestion instead of Python's bare
+    TypeError (the signature, and what type checkers see, stay the function's own)."""
+
+    @functools.wraps(function)
+    def checked(*args: Q.args, **kwargs: Q.kwargs) -> R:
+        if args:
+            raise ConfigurationError(
+                f"{function.__name__}() takes keyword arguments only; it got {len(args)} positional.",
+                f"Name each argument: @{function.__name__}(project_dir=...).",
+            )
+        check_parameter_names(kwargs)
+        return function(*args, **kwargs)
+
+    return checked
 
 
 @dataclass(frozen=True)
@@ -105,6 +125,7 @@ class WatcherGroupFactory(Generic[P]):
         return source_assets(graph, plan, self.config.naming)
 
 
+@_named_parameters
 def dbt_watcher_group(
     *,
     project_dir: str | os.PathLike[str],

@@ -9,12 +9,14 @@ import functools
 import importlib.util
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from dbt_watcher.config import WatcherConfig
 from dbt_watcher.errors import ConfigurationError
+from dbt_watcher.group.notes import slow_parse_note
 from dbt_watcher.group.overrides import validate_mapping
 from dbt_watcher.group.plan import GroupPlan, build_plan
 from dbt_watcher.invocation.command import DbtProject
@@ -96,6 +98,7 @@ class GroupLoader:
         keys = tuple(validate_mapping(self.config.node_operator_args))
         graph = self._prepared(selection, keys)
         if graph is None:
+            started = time.monotonic()
             with self.parse_project() as project:
                 graph = load_graph(
                     project,
@@ -104,9 +107,15 @@ class GroupLoader:
                     extra_selections=keys,
                     dbt_executable=_text(self.config.dbt_executable),
                 )
+            slow = slow_parse_note(time.monotonic() - started)
+            if slow is not None and not prepared.writing:
+                log.warning("dbt-watcher: %s", slow)
             self._prepare(graph, selection, keys)
         plan = build_plan(
-            graph, selection_text=f"The selection ({selection.describe()})", task_name=self.config.naming.task_id
+            graph,
+            selection_text=f"The selection ({selection.describe()})",
+            naming=self.config.naming,
+            project_folder=self._root().project_dir.name,
         )
         return graph, plan
 

@@ -81,6 +81,35 @@ def triggerer_capacity() -> int:
         return _TRIGGERER_CAPACITY
 
 
+#: A parse taking this share of the import timeout is close enough to it to warn: cold parses of one
+#: 1,058-model project took 20 to 34 s on the same machine, by how busy it was.
+SLOW_PARSE_SHARE = 0.4
+_IMPORT_TIMEOUT = 30.0  # Airflow's default [core] dagbag_import_timeout
+
+
+def dag_import_timeout() -> float:
+    """``[core] dagbag_import_timeout`` as the parsing process sees it (Airflow's default where unreadable)."""
+    try:
+        from airflow.configuration import conf
+
+        return conf.getfloat("core", "dagbag_import_timeout", fallback=_IMPORT_TIMEOUT)
+    except Exception:  # a configuration that cannot be read is no reason to fail a DAG's parse
+        return _IMPORT_TIMEOUT
+
+
+def slow_parse_note(seconds: float) -> str | None:
+    """A warning when parsing the project with dbt took a large share of the DAG file's import timeout."""
+    timeout = dag_import_timeout()
+    if timeout <= 0 or seconds < SLOW_PARSE_SHARE * timeout:
+        return None
+    return (
+        f"parsing the project with dbt took {seconds:.1f} s of the {timeout:g} s a DAG file may take to import "
+        "([core] dagbag_import_timeout). A cold parse (a new dag-processor, a changed project, a busy machine) "
+        "can take longer and fail the import: run `dbt-watcher prepare` at deploy time (docs/deployment.md, "
+        "'Parsing without dbt') or raise [core] dagbag_import_timeout"
+    )
+
+
 def plan_summary(plan: GroupPlan) -> str:
     kinds: dict[str, int] = {}
     for spec in plan.consumers:

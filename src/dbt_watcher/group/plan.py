@@ -8,8 +8,9 @@ Rules (documented in docs/concepts.md):
 * each selected test gates at most one consumer, by the rule of :mod:`dbt_watcher.rules.gating`
   (the node it is written under; nothing for a test on a source); at run time the same rule is
   applied to the tests the run's own dbt invocation selected, so this is what ``render`` expects;
-* task ids are the node name, with ``_v<version>`` for versioned models; characters Airflow does
-  not accept become ``_``; names that still collide are prefixed with the package name.
+* task ids are the node name, with ``_v<version>`` for versioned models (or the translator's rule);
+  characters Airflow does not accept become ``_`` (a ``.`` is kept: Airflow accepts it); names that
+  still collide are prefixed with the package name.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from dataclasses import dataclass
 from dbt_watcher.errors import ConfigurationError
 from dbt_watcher.project.graph import DbtNode, ProjectGraph
 from dbt_watcher.rules.gating import gating
-from dbt_watcher.runtime.group_runtime import AUDIT_TASK_ID, PRODUCER_TASK_ID, TESTS_TASK_ID
+from dbt_watcher.rules.translator import DEFAULT_TRANSLATOR, DbtWatcherTranslator
 
-_INVALID_TASK_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+_INVALID_TASK_ID_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 _MAX_TASK_ID = 200  # leaves room for group prefixes inside Airflow's 250-character limit
 
 
@@ -71,9 +72,12 @@ def build_plan(
     graph: ProjectGraph,
     *,
     selection_text: str = "the selection",
-    task_name: Callable[[DbtNode], str] | None = None,
+    naming: DbtWatcherTranslator = DEFAULT_TRANSLATOR,
+    project_folder: str = "",
 ) -> GroupPlan:
-    """The group's tasks; ``task_name`` names a node's task before Airflow's rule (the translator's)."""
+    """The group's tasks; ``naming`` names a node's task before Airflow's rule (the translator's), and the
+    ids it gives the group's other tasks (``project_folder``: the name of the project's folder) are kept
+    from consumers."""
     watched = [n for n in graph.selected_nodes() if n.is_watched]
     if not watched:
         raise ConfigurationError(
@@ -82,7 +86,12 @@ def build_plan(
             "they match. Names are dbt node names, tags are written tag:<name>.",
         )
     watched_ids = {n.unique_id for n in watched}
-    task_ids = assign_task_ids(watched, reserved={PRODUCER_TASK_ID, AUDIT_TASK_ID, TESTS_TASK_ID}, name=task_name)
+    tested = {parent for node in graph.selected_nodes() if node.resource_type == "test" for parent in node.depends_on}
+    task_ids = assign_task_ids(
+        watched,
+        reserved=naming.fixed_task_ids(project_folder),
+        name=lambda node: naming.consumer_task_id(node, node.unique_id in tested),
+    )
     upstream = {n.unique_id: _watched_parents(graph, n, watched_ids) for n in watched}
     order = _topological(upstream)
     tests, unattached = _attach_tests(graph, watched_ids, order)
@@ -109,7 +118,7 @@ def assign_task_ids(
     """Unique, valid Airflow task ids for dbt nodes (see the module docstring for the rule)."""
     nodes = list(nodes)
     taken = set(reserved)
-    naming = name or (lambda n: n.name + (f"_v{n.version}" if n.version else ""))
+    naming = name or DEFAULT_TRANSLATOR.task_id
     base = {n.unique_id: _clean(naming(n)) for n in nodes}
     counts: dict[str, int] = {}
     for cleaned in base.values():
@@ -132,7 +141,7 @@ def assign_task_ids(
 
 
 def _clean(name: str) -> str:
-    cleaned = _INVALID_TASK_ID_CHARS.sub("_", name).strip("_") or "node"
+    cleaned = _INVALID_TASK_ID_CHARS.sub("_", name).strip("_.") or "node"
     if len(cleaned) > _MAX_TASK_ID:
         suffix = hashlib.sha1(cleaned.encode()).hexdigest()[:8]
         cleaned = f"{cleaned[: _MAX_TASK_ID - 9]}_{suffix}"

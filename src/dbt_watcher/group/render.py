@@ -29,7 +29,7 @@ from dbt_watcher.rules.assets import producer_alias
 from dbt_watcher.rules.lineage import NodeLineage
 from dbt_watcher.rules.translator import DbtWatcherTranslator
 from dbt_watcher.rules.watch import ConsumerTask, Watch
-from dbt_watcher.runtime.group_runtime import AUDIT_TASK_ID, PRODUCER_TASK_ID, TESTS_TASK_ID, GroupRuntime
+from dbt_watcher.runtime.group_runtime import GroupRuntime
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def render(group: DbtWatcherGroup, source: Rendering) -> DbtWatcherGroup:
         # The events of consumers that end in the triggerer: the producer's, or the audit's when it is red.
         alias = producer_alias(group.dag.dag_id, runtime.group_id) if any(t.producer_emits for t in tasks) else None
         group.producer = DbtProducerOperator(
-            task_id=PRODUCER_TASK_ID,
+            task_id=cfg.naming.producer_task_id(),
             runtime=runtime,
             consumers=tasks,
             alias=alias,
@@ -112,7 +112,7 @@ def render(group: DbtWatcherGroup, source: Rendering) -> DbtWatcherGroup:
         )
         if cfg.audit:
             DbtAuditOperator(
-                task_id=AUDIT_TASK_ID,
+                task_id=cfg.naming.audit_task_id(),
                 runtime=runtime,
                 consumers=tasks,
                 alias=alias,
@@ -142,7 +142,7 @@ def _runtime(source: Rendering, group: DbtWatcherGroup) -> GroupRuntime:
     return GroupRuntime(
         config=cfg,
         group_id=str(group.group_id),
-        producer_task_id=group.full_id(PRODUCER_TASK_ID),
+        producer_task_id=group.full_id(cfg.naming.producer_task_id()),
         project=source.project,
         selection=source.selection,
         freshness_policy=policy,
@@ -240,7 +240,10 @@ def _test_tasks(
     cfg = runtime.config
     if cfg.test_behavior is TestBehavior.AFTER_ALL:
         tests = DbtTestsOperator(
-            task_id=TESTS_TASK_ID, runtime=runtime, doc_md="`dbt test` of the selection", **operator_args
+            task_id=cfg.naming.after_all_tests_task_id(runtime.project.project_dir.name),
+            runtime=runtime,
+            doc_md="`dbt test` of the selection",
+            **operator_args,
         )
         for consumer in group.consumers.values():
             consumer >> tests
@@ -251,7 +254,8 @@ def _test_tasks(
         for spec in plan.consumers:
             if not spec.tests:
                 continue
-            task_id = f"{spec.task_id}_tests" if f"{spec.task_id}_tests" not in taken else f"{spec.task_id}__tests"
+            named = cfg.naming.tests_task_id(spec.node, spec.task_id)
+            task_id = named if named not in taken else f"{spec.task_id}__tests"
             task = consumer_task(group, runtime, spec, graph, finish_on_worker=False, tests_only=task_id)
             model = group.consumers[spec.node.unique_id]
             model >> DbtConsumerOperator(

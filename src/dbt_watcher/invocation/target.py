@@ -35,6 +35,8 @@ class Target:
     account: str | None = None
     #: The AWS region of an Athena target.
     region: str | None = None
+    #: A DuckDB target's database file as profiles.yml gives it (Cosmos-compatible asset URIs name it).
+    path: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -75,6 +77,7 @@ def profile_facts(project_dir, profiles_dir, profile, target, vars_json):
         "threads": loaded.threads,
         "account": getattr(creds, "account", None),
         "region": getattr(creds, "region_name", None),
+        "path": str(creds.path) if str(creds.type) == "duckdb" and getattr(creds, "path", None) else None,
     }
 """
 

@@ -17,7 +17,7 @@ from dbt_watcher.invocation.target import Target
 #: The dbt resource types that get an Airflow consumer task of their own.
 WATCHED_TYPES = frozenset({"model", "seed", "snapshot"})
 
-GRAPH_FORMAT = 6
+GRAPH_FORMAT = 7  # 7: the target facts name a DuckDB file (Cosmos-compatible asset URIs)
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,36 @@ class DbtWatcherTranslator:
     def task_id(self, node: DbtNode) -> str:
         """A consumer's task id, before Airflow's character rule and clash handling are applied.
 
-        Default: the node's name, ``_v<version>`` added for a versioned model.
+        Default: the node's name, ``_v<version>`` added for a versioned model (a ``.`` in the version
+        becomes ``_``).
         """
-        return node.name + (f"_v{node.version}" if node.version else "")
+        return node.name + (f"_v{node.version.replace('.', '_')}" if node.version else "")
+
+    def consumer_task_id(self, node: DbtNode, tested: bool) -> str:
+        """The id the plan gives a node's consumer; ``tested``: some dbt test depends on the node.
+        Default: :meth:`task_id` (a layout may name tested nodes otherwise: :class:`CosmosTranslator`)."""
+        return self.task_id(node)
+
+    def tests_task_id(self, node: DbtNode, consumer_task_id: str) -> str:
+        """The task of a node's tests under ``test_behavior="after_each"``. Default: ``<consumer>_tests``."""
+        return f"{consumer_task_id}_tests"
+
+    def producer_task_id(self) -> str:
+        """The producer's task id (in the group). Default: ``dbt_producer``."""
+        return "dbt_producer"
+
+    def audit_task_id(self) -> str:
+        """The audit's task id (in the group). Default: ``dbt_audit``."""
+        return "dbt_audit"
+
+    def after_all_tests_task_id(self, project_folder: str) -> str:
+        """The ``dbt test`` task under ``test_behavior="after_all"``; ``project_folder``: the name of the
+        folder holding dbt_project.yml. Default: ``dbt_tests``."""
+        return "dbt_tests"
+
+    def fixed_task_ids(self, project_folder: str) -> frozenset[str]:
+        """The task ids no consumer may take (producer, audit, ``after_all`` tests)."""
+        return frozenset({self.producer_task_id(), self.audit_task_id(), self.after_all_tests_task_id(project_folder)})
 
     def asset_uri(self, target: Target, relation: Relation) -> str:
         """The Asset URI of a relation (a node's or a source's). Default: docs/assets.md."""

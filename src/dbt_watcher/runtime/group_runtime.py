@@ -24,10 +24,6 @@ from dbt_watcher.project.selection import Selection
 from dbt_watcher.rules.artifacts import location, run_dir, share
 from dbt_watcher.runtime.task_dbt import TaskDbt
 
-PRODUCER_TASK_ID = "dbt_producer"
-#: The audit task and the ``after_all`` test task: ids no consumer may take.
-AUDIT_TASK_ID, TESTS_TASK_ID = "dbt_audit", "dbt_tests"
-
 
 @dataclass(frozen=True)
 class GroupRuntime:
@@ -52,7 +48,8 @@ class GroupRuntime:
     @property
     def audit_task_id(self) -> str:
         """The audit's full task id: the producer's, with the audit's name (the same group prefix)."""
-        return self.producer_task_id.removesuffix(PRODUCER_TASK_ID) + AUDIT_TASK_ID
+        naming = self.config.naming
+        return self.producer_task_id.removesuffix(naming.producer_task_id()) + naming.audit_task_id()
 
     @property
     def poke_interval(self) -> float:

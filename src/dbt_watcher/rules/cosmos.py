@@ -1,0 +1,115 @@
+"""Task ids and asset URIs as astronomer-cosmos 1.15 names them, for a switch from Cosmos in one line.
+
+A Cosmos ``ExecutionMode.WATCHER`` deployment is named on by other things: ``xcom_pull`` calls, external
+task sensors, alert rules, and DAGs scheduled on its models' assets. ``translator=CosmosTranslator()``
+keeps those names, so only the DAG file changes (docs/migration.md):
+
+* consumers ``<name>_run`` for a model, ``<name>_seed``, ``<name>_snapshot``, where ``<name>`` is the node's
+  unique id after its package with ``.`` turned into ``_`` (a versioned model: ``dim_v2``);
+* with Cosmos' default ``TestBehavior.AFTER_EACH`` (``test_behavior="after_each"`` here), a node some
+  test depends on is ``<name>.run`` and its tests ``<name>.test`` (Cosmos nests them in a task group
+  ``<name>``: the ids are the same);
+* the producer ``dbt_producer_watcher``; ``after_all``'s test task ``<project folder>_test``;
+* asset URIs as Cosmos emits them on Airflow 3 (``<namespace>/<database>/<schema>/<table>``, the
+  namespace OpenLineage's: ``postgres://host:5432``, ``duckdb://<path as in profiles.yml>``, ``bigquery``,
+  ...); warehouses Cosmos emits no asset for keep dbt-watcher's URIs.
+
+Checked against Cosmos 1.15.1 rendering the example project (tests/unit/data/cosmos_names, generated
+by the script there). What dbt-watcher adds keeps its own name: the audit (``dbt_audit``). Cosmos' own
+extras have no counterpart here: the ``dbt_producer_watcher_done`` task of a task group, tasks for
+sources, and ``TestBehavior.BUILD``, which Cosmos 1.15 refuses in watcher mode.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from urllib.parse import quote
+
+from dbt_watcher.invocation.target import Target
+from dbt_watcher.modes import TestBehavior
+from dbt_watcher.project.graph import DbtNode, Relation
+from dbt_watcher.rules.translator import DbtWatcherTranslator
+
+#: The task suffix Cosmos gives each resource type (a model's is the command it ran).
+_SUFFIX = {"model": "run", "seed": "seed", "snapshot": "snapshot"}
+#: How Cosmos names the server of each warehouse it emits assets for (the OpenLineage namespace): scheme,
+#: the profile field naming the host, and the port written when the profile sets none (None: no port).
+_NAMESPACES: dict[str, tuple[str, int | None]] = {
+    "postgres": ("postgres", 5432),
+    "redshift": ("redshift", 5439),
+    "trino": ("trino", 8080),
+    "clickhouse": ("clickhouse", 8123),
+    "sqlserver": ("mssql", 1433),
+    "databricks": ("databricks", None),
+}
+
+
+class CosmosTranslator(DbtWatcherTranslator):
+    """Cosmos 1.15's names for the same project (see the module docstring).
+
+    ``test_behavior``: the layout of the Cosmos DAG being replaced (its ``RenderConfig.test_behavior``;
+    Cosmos' default is ``"after_each"``). Pass the group the same ``test_behavior=``.
+    """
+
+    def __init__(self, test_behavior: TestBehavior | str = TestBehavior.AFTER_EACH) -> None:
+        self.test_behavior = TestBehavior(test_behavior)
+
+    def task_id(self, node: DbtNode) -> str:
+        name = node.unique_id.split(".", 2)[-1].replace(".", "_")
+        return f"{name}_{_SUFFIX.get(node.resource_type, node.resource_type)}"
+
+    def consumer_task_id(self, node: DbtNode, tested: bool) -> str:
+        if tested and self.test_behavior is TestBehavior.AFTER_EACH:
+            name = self.task_id(node).removesuffix(f"_{_SUFFIX.get(node.resource_type, node.resource_type)}")
+            return f"{name}.{_SUFFIX.get(node.resource_type, node.resource_type)}"
+        return self.task_id(node)
+
+    def tests_task_id(self, node: DbtNode, consumer_task_id: str) -> str:
+        return f"{consumer_task_id.rpartition('.')[0] or consumer_task_id}.test"
+
+    def producer_task_id(self) -> str:
+        return "dbt_producer_watcher"
+
+    def after_all_tests_task_id(self, project_folder: str) -> str:
+        return f"{PurePath(project_folder).stem}_test"  # Cosmos names it after the folder's stem
+
+    def asset_uri(self, target: Target, relation: Relation) -> str:
+        authority = _cosmos_authority(target)
+        if authority is None:
+            return super().asset_uri(target, relation)
+        database = relation.database or target.database
+        schema = relation.schema or target.schema
+        # Cosmos quotes the dotted name as one string, then turns its dots into path separators.
+        return authority + "/" + quote(f"{database}.{schema}.{relation.identifier}").replace(".", "/")
+
+
+def _cosmos_authority(target: Target) -> str | None:
+    """The OpenLineage namespace Cosmos writes before a relation's path (``postgres://host:5432``,
+    ``bigquery``); None where Cosmos emits no asset (a warehouse it does not name, a fact missing)."""
+    kind = target.adapter_type
+    if kind in _NAMESPACES:
+        scheme, default_port = _NAMESPACES[kind]
+        host = target.host or ("localhost" if default_port else None)
+        if host is None:
+            return None
+        port = target.port or default_port
+        return f"{scheme}://{host}:{port}" if port else f"{scheme}://{host}"
+    if kind == "snowflake" and target.account:
+        return f"snowflake://{_snowflake_account(target.account)}"
+    if kind == "bigquery":
+        return "bigquery"  # the project is the relation's database, the first part of the path
+    if kind == "athena":
+        return f"awsathena://athena.{target.region or 'us-east-1'}.amazonaws.com"
+    if kind == "duckdb" and target.path:
+        return f"duckdb://{target.path}"
+    return None
+
+
+def _snowflake_account(account: str) -> str:
+    """The account as OpenLineage names it (region and cloud completed), as Cosmos does when the
+    OpenLineage integration is installed; as written otherwise."""
+    try:
+        from openlineage.common.provider.snowflake import fix_account_name  # type: ignore[import-untyped]
+    except ImportError:
+        return account
+    return str(fix_account_name(account))
