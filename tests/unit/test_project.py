@@ -172,6 +172,25 @@ def test_a_target_whose_adapter_is_not_installed_says_to_install_it(jaffle: Path
     assert "pip install dbt-snowdrift" in info.value.fix and "profiles.yml" not in info.value.fix
 
 
+def test_a_missing_adapter_with_an_extra_names_the_extra(jaffle: Path) -> None:
+    profiles = (jaffle / "profiles.yml").read_text()
+    (jaffle / "profiles.yml").write_text(profiles + "    warehouse:\n      type: snowflake\n      threads: 1\n")
+    from dbt_watcher.invocation.target import target_facts
+
+    with pytest.raises(ConfigurationError, match=r"adapter for 'snowflake'") as info:
+        target_facts(locate_project(jaffle, target="warehouse"))
+    assert 'pip install "dbt-watcher[snowflake]"' in info.value.fix
+
+
+def test_every_warehouse_the_connection_rules_serve_has_an_extra() -> None:
+    import importlib.metadata
+
+    extras = set(importlib.metadata.metadata("dbt-watcher").get_all("Provides-Extra") or [])
+    adapters = {"postgres", "redshift", "snowflake", "bigquery", "databricks", "trino", "sqlserver"}
+    adapters |= {"clickhouse", "spark", "athena", "duckdb"}
+    assert adapters <= extras, adapters - extras
+
+
 def test_a_selection_criterion_matching_nothing_is_named_at_parse_time(
     jaffle: Path, cache_dir: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -7,6 +7,7 @@ returns a credential.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import subprocess
@@ -86,6 +87,14 @@ def profile_facts(project_dir, profiles_dir, profile, target, vars_json):
 _MISSING_ADAPTER = re.compile(r"Could not find adapter type (\w+)")
 
 
+def _extras() -> list[str]:
+    """The extras dbt-watcher's installed metadata declares (one per warehouse adapter, and test/dev/bench)."""
+    try:
+        return importlib.metadata.metadata("dbt-watcher").get_all("Provides-Extra") or []
+    except importlib.metadata.PackageNotFoundError:
+        return []
+
+
 def target_facts(project: DbtProject, dbt_executable: str | None = None) -> Target:
     args = [
         str(project.project_dir),
@@ -109,11 +118,12 @@ def target_facts(project: DbtProject, dbt_executable: str | None = None) -> Targ
         missing = _MISSING_ADAPTER.search(str(detail))
         if missing:  # profiles.yml is fine (or absent, with connection_id=): the adapter is not installed
             adapter = missing[1]
+            package = f'"dbt-watcher[{adapter}]"' if adapter in _extras() else f"dbt-{adapter}"
             raise ConfigurationError(
                 f"The dbt adapter for {adapter!r} (the type of target {project.target or '(default)'!r}) is not "
                 "installed where this DAG is parsed.",
-                f"Install it beside dbt-core in every Airflow component's environment: pip install dbt-{adapter} "
-                "(the package name dbt's docs give for the adapter).",
+                f"Install it beside dbt-core in every Airflow component's environment: pip install {package} "
+                "(or the package name dbt's docs give for the adapter).",
             ) from None
         raise ConfigurationError(
             f"dbt could not load profile {project.profile or '(from dbt_project.yml)'!r}, target "
