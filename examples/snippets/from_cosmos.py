@@ -16,8 +16,8 @@ from dbt_watcher import CosmosTranslator, dbt_watcher_group
 @dbt_watcher_group(
     project_dir="../jaffle_shop",
     target="duckdb",
-    test_behavior="after_each",  # Cosmos' default; "build" here makes a failing test fail its model
-    translator=CosmosTranslator("after_each"),
+    test_behavior="after_each",  # Cosmos' default (its RenderConfig.test_behavior); the names follow it
+    translator=CosmosTranslator(),
 )
 def jaffle_shop(): ...
 

@@ -253,13 +253,17 @@ def run_xcoms(dag_id: str, run_id: str, key_prefix: str) -> list[tuple[str, int,
 
 
 def drop_log_events(rule: Any) -> bool:
-    """Put ``rule`` (a structlog processor raising ``structlog.DropEvent``) first in this process's
-    log pipeline, for the loggers already in use too; False if the pipeline is not a list.
+    """Put ``rule`` (a structlog processor raising ``structlog.DropEvent``) first in this process's log
+    pipeline, for the loggers already in use and for every pipeline configured later; False if the
+    pipeline is not a list.
 
-    Why not public: ``structlog.configure`` would reach only loggers not cached yet, and Airflow caches
-    its loggers on first use (``airflow/_shared/logging/structlog.py``); the list ``get_config`` returns is
-    the one every logger holds, so it is changed in place. Public replacement: a log filter setting of
-    Airflow's, which has none for its structlog components.
+    Why not public: ``structlog.configure`` reaches only loggers not cached yet, and Airflow caches its
+    loggers on first use (``airflow/_shared/logging/structlog.py``), so the list ``get_config`` returns
+    (the one every logger holds) is changed in place. And the triggerer's supervisor configures logging
+    again once its job has started (``TriggerRunnerSupervisor`` calls ``airflow.sdk.log.configure_logging``
+    on Airflow 3.1 to 3.3), with a new list: ``structlog.configure`` is wrapped to put the rule first in
+    that one too. Public replacement: a log filter setting of Airflow's, which has none for its structlog
+    components.
     """
     import structlog
 
@@ -268,4 +272,18 @@ def drop_log_events(rule: Any) -> bool:
         return False
     if rule not in processors:
         processors.insert(0, rule)
+    configure = structlog.configure
+    rules: list[Any] = getattr(configure, "_dbt_watcher_rules", [])
+    if not rules:
+
+        def configure_with_rules(*args: Any, **kwargs: Any) -> None:
+            configured = kwargs.get("processors")
+            if isinstance(configured, list | tuple):
+                kwargs["processors"] = [*(r for r in rules if r not in configured), *configured]
+            configure(*args, **kwargs)
+
+        configure_with_rules._dbt_watcher_rules = rules  # type: ignore[attr-defined]
+        structlog.configure = configure_with_rules
+    if rule not in rules:
+        rules.append(rule)
     return True

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dbt_watcher.checks import check_config
-from dbt_watcher.errors import UnknownParameterError
+from dbt_watcher.errors import ParameterError
 from dbt_watcher.modes import ProducerRetry, TestBehavior
 from dbt_watcher.rules.translator import DEFAULT_TRANSLATOR, DbtWatcherTranslator
 
@@ -115,6 +115,7 @@ class WatcherConfig:
         check_config(vars(self))
         # Passed as text ("after_all"); kept as the enum every rule asks.
         object.__setattr__(self, "test_behavior", TestBehavior(self.test_behavior))
+        self.naming  # noqa: B018 - a translator that refuses this group's layout says so at parse time
 
     @property
     def retry_mode(self) -> ProducerRetry:
@@ -161,7 +162,8 @@ class WatcherConfig:
     @property
     def naming(self) -> DbtWatcherTranslator:
         """The translator in use (``translator=``, else the default rules)."""
-        return self.translator if self.translator is not None else DEFAULT_TRANSLATOR
+        chosen = self.translator if self.translator is not None else DEFAULT_TRANSLATOR
+        return chosen.for_group(TestBehavior(self.test_behavior))
 
     def artifacts_root(self) -> Path:
         if self.artifacts_dir is not None:
@@ -194,9 +196,7 @@ def check_parameter_names(names: Iterable[str]) -> None:
         elif close := difflib.get_close_matches(name, known, n=1, cutoff=0.6):
             hints.append(f"did you mean {close[0]}= instead of {name}=?")
     hints.append("docs/parameters.md lists every parameter")
-    raise UnknownParameterError(
-        f"dbt_watcher_group got unknown parameter(s): {', '.join(unknown)}.", "; ".join(hints) + "."
-    )
+    raise ParameterError(f"dbt_watcher_group got unknown parameter(s): {', '.join(unknown)}.", "; ".join(hints) + ".")
 
 
 def _text(value: Any) -> str | None:

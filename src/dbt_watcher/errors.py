@@ -16,9 +16,10 @@ class ConfigurationError(DbtWatcherError, ValueError):
         super().__init__(f"{problem}\nHow to fix: {fix}")
 
 
-class UnknownParameterError(ConfigurationError, TypeError):
-    """A keyword that names no parameter: a ConfigurationError with a suggestion, and still the TypeError
-    Python raises for an unexpected keyword argument, so code catching that keeps working."""
+class ParameterError(ConfigurationError, TypeError):
+    """A call the signature refuses (a keyword that names no parameter, a positional argument): a
+    ConfigurationError with the fix, and still the TypeError Python raises there, so code catching that
+    keeps working."""
 
 
 class DbtInvocationError(DbtWatcherError):

@@ -36,7 +36,7 @@ def rendered_task_ids(test_behavior: str) -> set[str]:
     @dbt_watcher_group(
         project_dir=str(JAFFLE_SHOP),
         test_behavior=test_behavior,  # type: ignore[arg-type]
-        translator=CosmosTranslator(test_behavior),
+        translator=CosmosTranslator(),  # follows the group's test_behavior
     )
     def jaffle_shop() -> None: ...
 
@@ -98,6 +98,49 @@ def test_a_versioned_model_is_named_as_cosmos_names_it() -> None:
     assert translator.consumer_task_id(node, tested=True) == "dim_things_v1.run"
     assert translator.tests_task_id(node, "dim_things_v1.run") == "dim_things_v1.test"
     assert CosmosTranslator("after_all").consumer_task_id(node, tested=True) == "dim_things_v1_run"
+
+
+def test_the_layout_follows_the_group_and_a_mismatch_or_a_bad_value_is_refused() -> None:
+    import enum
+
+    from dbt_watcher import ConfigurationError, WatcherConfig
+    from dbt_watcher.modes import TestBehavior
+
+    class CosmosTestBehavior(enum.Enum):  # as Cosmos' own enum spells it
+        AFTER_EACH = "after_each"
+
+    cfg = WatcherConfig(project_dir="p", test_behavior=TestBehavior.AFTER_ALL, translator=CosmosTranslator())
+    naming = cfg.naming
+    assert isinstance(naming, CosmosTranslator) and naming.test_behavior is TestBehavior.AFTER_ALL
+    assert CosmosTranslator(CosmosTestBehavior.AFTER_EACH).test_behavior is TestBehavior.AFTER_EACH
+    assert CosmosTranslator("AFTER_EACH").test_behavior is TestBehavior.AFTER_EACH
+    with pytest.raises(ConfigurationError, match="another layout"):
+        WatcherConfig(project_dir="p", test_behavior=TestBehavior.BUILD, translator=CosmosTranslator("after_each"))
+    with pytest.raises(ConfigurationError, match="is not a test behaviour"):
+        CosmosTranslator("afterwards")
+
+
+def test_lineage_names_are_the_pair_cosmos_built_the_uri_from() -> None:
+    translator = CosmosTranslator()
+    assert translator.lineage_dataset("bigquery/DB/Schema/my_table") == ("bigquery", "DB.Schema.my_table")
+    assert translator.lineage_dataset("duckdb:///data/x.duckdb/db/main/orders") == (
+        "duckdb:///data/x.duckdb",
+        "db.main.orders",
+    )
+    assert translator.lineage_dataset("postgres://h:5432/db/s/t") == ("postgres://h:5432", "db.s.t")
+
+
+def test_a_task_id_equal_to_another_nodes_name_finds_its_own_consumer() -> None:
+    from dbt_watcher.group.plan import build_plan
+
+    from .graphs import graph, model
+
+    # model `a` is task `a_run`; a model named `a_run` is task `a_run_run`: `report` depends on `a`
+    g = graph(model("a_run"), model("a"), model("report", "model.shop.a"))
+    plan = build_plan(g, naming=CosmosTranslator())
+    (report,) = [spec for spec in plan.consumers if spec.node.name == "report"]
+    assert report.upstream == ("a_run",)
+    assert plan.find("a_run").node.unique_id == "model.shop.a"
 
 
 def test_the_migration_example_keeps_every_cosmos_task_id(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -211,7 +211,7 @@ def test_calling_outside_a_dag_and_bad_parameters_are_clear_errors() -> None:
     with pytest.raises(ConfigurationError, match="render_config") as cosmos:
         dbt_watcher_group(project_dir=str(JAFFLE_SHOP), render_config=object())  # type: ignore[call-arg]
     assert "select=" in cosmos.value.fix and "docs/parameters.md" in cosmos.value.fix
-    with pytest.raises(ConfigurationError, match="keyword arguments only"):
+    with pytest.raises(TypeError, match="keyword arguments only"):
         dbt_watcher_group(str(JAFFLE_SHOP))  # type: ignore[misc]
     with pytest.raises(TypeError, match="project_dir"):
         dbt_watcher_group(threads=4)  # type: ignore[call-arg]

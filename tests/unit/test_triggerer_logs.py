@@ -20,11 +20,12 @@ def written() -> Iterator[list[dict[str, Any]]]:
         lines.append(dict(event_dict))
         raise structlog.DropEvent
 
-    before = structlog.get_config()
+    before, configure = structlog.get_config(), structlog.configure
     structlog.configure(processors=[collect], cache_logger_on_first_use=True)
     try:
         yield lines
     finally:
+        structlog.configure = configure  # the install wraps it, as in a triggerer
         structlog.configure(**before)
 
 
@@ -41,3 +42,15 @@ def test_only_the_missing_head_is_dropped_also_from_a_logger_cached_before(writt
         ("XCom not found", "return_value"),
         ("Connection refused", HEAD),
     ]
+
+
+def test_the_rule_survives_the_supervisors_own_logging_set_up(written: list[dict[str, Any]]) -> None:
+    # Airflow 3.1-3.3: the triggerer's supervisor configures logging again after its job started.
+    assert triggerer_logs.install()
+    collect = [p for p in structlog.get_config()["processors"] if p is not triggerer_logs.drop_unpublished_head]
+    structlog.configure(processors=collect, cache_logger_on_first_use=True)
+    assert structlog.get_config()["processors"][0] is triggerer_logs.drop_unpublished_head
+    client_log = structlog.get_logger(logger_name="airflow.sdk.api.client")
+    client_log.error("XCom not found", key=HEAD)
+    client_log.error("XCom not found", key="return_value")
+    assert [line["key"] for line in written] == ["return_value"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
 
 from dbt_watcher.config import WatcherConfig, check_parameter_names
-from dbt_watcher.errors import ConfigurationError
+from dbt_watcher.errors import ConfigurationError, ParameterError
 from dbt_watcher.group.loading import GroupLoader
 from dbt_watcher.group.plan import GroupPlan
 from dbt_watcher.group.render import ModelHook, Rendering, open_group, render
@@ -44,7 +44,7 @@ def _named_parameters(function: Callable[Q, R]) -> Callable[Q, R]:
     @functools.wraps(function)
     def checked(*args: Q.args, **kwargs: Q.kwargs) -> R:
         if args:
-            raise ConfigurationError(
+            raise ParameterError(
                 f"{function.__name__}() takes keyword arguments only; it got {len(args)} positional.",
                 f"Name each argument: @{function.__name__}(project_dir=...).",
             )

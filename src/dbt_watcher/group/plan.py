@@ -53,9 +53,11 @@ class GroupPlan:
     @functools.cached_property
     def _by_name(self) -> dict[str, ConsumerSpec]:
         # Rendering looks up every edge's parent: a scan per lookup made 3,000 models O(models²).
-        index: dict[str, ConsumerSpec] = {}
-        for spec in self.consumers:  # the first consumer a name matches wins, as in dbt's order
-            for name in (spec.task_id, spec.node.name, spec.node.unique_id):
+        # A task id wins over a node name that happens to equal it (model `a` is task `a_run` under Cosmos'
+        # names, and a model may be named `a_run`), then the first consumer a name matches, in dbt's order.
+        index: dict[str, ConsumerSpec] = {spec.task_id: spec for spec in self.consumers}
+        for spec in self.consumers:
+            for name in (spec.node.name, spec.node.unique_id):
                 index.setdefault(name, spec)
         return index
 

@@ -147,7 +147,12 @@ def _runtime(source: Rendering, group: DbtWatcherGroup) -> GroupRuntime:
         selection=source.selection,
         freshness_policy=policy,
         freshness_sources_by_id={s.unique_id: s.selector for s in sources if s.has_freshness},
-        source_selectors_by_uri={cfg.naming.uri(graph.target, s.relation): s.selector for s in sources},
+        # For only_changed_sources: keyed as Airflow stores the URI (normalised by Asset), as events carry it.
+        source_selectors_by_uri=(
+            {cfg.naming.source_asset(graph.target, s).uri: s.selector for s in sources}
+            if cfg.only_changed_sources
+            else {}
+        ),
         consumer_positions={spec.node.unique_id: i for i, spec in enumerate(plan.consumers)},
         single_writer=single_writer(graph.target),
     )
@@ -250,12 +255,18 @@ def _test_tasks(
         return []
     watchers: list[ConsumerTask] = []
     if cfg.test_behavior is TestBehavior.AFTER_EACH:
-        taken = {c.task_id for c in plan.consumers}
+        taken = {c.task_id for c in plan.consumers} | cfg.naming.fixed_task_ids(runtime.project.project_dir.name)
         for spec in plan.consumers:
             if not spec.tests:
                 continue
             named = cfg.naming.tests_task_id(spec.node, spec.task_id)
             task_id = named if named not in taken else f"{spec.task_id}__tests"
+            if task_id in taken:
+                raise ConfigurationError(
+                    f"The tests of {spec.node.unique_id} get the task id {task_id!r}, which another task has.",
+                    "Give the translator's tests_task_id a rule that keeps the tests of each node apart.",
+                )
+            taken.add(task_id)
             task = consumer_task(group, runtime, spec, graph, finish_on_worker=False, tests_only=task_id)
             model = group.consumers[spec.node.unique_id]
             model >> DbtConsumerOperator(

@@ -78,7 +78,8 @@ def profile_facts(project_dir, profiles_dir, profile, target, vars_json):
         "threads": loaded.threads,
         "account": getattr(creds, "account", None),
         "region": getattr(creds, "region_name", None),
-        "path": str(creds.path) if str(creds.type) == "duckdb" and getattr(creds, "path", None) else None,
+        # The file as profiles.yml names it, without a query string: MotherDuck takes its token there.
+        "path": str(creds.path).split("?")[0] if str(creds.type) == "duckdb" and getattr(creds, "path", None) else None,
     }
 """
 

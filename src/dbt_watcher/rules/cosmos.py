@@ -6,8 +6,8 @@ keeps those names, so only the DAG file changes (docs/migration.md):
 
 * consumers ``<name>_run`` for a model, ``<name>_seed``, ``<name>_snapshot``, where ``<name>`` is the node's
   unique id after its package with ``.`` turned into ``_`` (a versioned model: ``dim_v2``);
-* with Cosmos' default ``TestBehavior.AFTER_EACH`` (``test_behavior="after_each"`` here), a node some
-  test depends on is ``<name>.run`` and its tests ``<name>.test`` (Cosmos nests them in a task group
+* with Cosmos' default ``TestBehavior.AFTER_EACH`` (the group's ``test_behavior="after_each"``), a node
+  some test depends on is ``<name>.run`` and its tests ``<name>.test`` (Cosmos nests them in a task group
   ``<name>``: the ids are the same);
 * the producer ``dbt_producer_watcher``; ``after_all``'s test task ``<project folder>_test``;
 * asset URIs as Cosmos emits them on Airflow 3 (``<namespace>/<database>/<schema>/<table>``, the
@@ -23,8 +23,9 @@ sources, and ``TestBehavior.BUILD``, which Cosmos 1.15 refuses in watcher mode.
 from __future__ import annotations
 
 from pathlib import PurePath
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
+from dbt_watcher.errors import ConfigurationError
 from dbt_watcher.invocation.target import Target
 from dbt_watcher.modes import TestBehavior
 from dbt_watcher.project.graph import DbtNode, Relation
@@ -47,19 +48,36 @@ _NAMESPACES: dict[str, tuple[str, int | None]] = {
 class CosmosTranslator(DbtWatcherTranslator):
     """Cosmos 1.15's names for the same project (see the module docstring).
 
-    ``test_behavior``: the layout of the Cosmos DAG being replaced (its ``RenderConfig.test_behavior``;
-    Cosmos' default is ``"after_each"``). Pass the group the same ``test_behavior=``.
+    The layout follows the group's ``test_behavior=``: give the group the ``RenderConfig.test_behavior``
+    of the Cosmos DAG being replaced (Cosmos' default is ``"after_each"``). ``test_behavior`` here, when
+    given (a string, dbt-watcher's ``TestBehavior`` or Cosmos' own enum), must be the group's.
     """
 
-    def __init__(self, test_behavior: TestBehavior | str = TestBehavior.AFTER_EACH) -> None:
-        self.test_behavior = TestBehavior(test_behavior)
+    def __init__(self, test_behavior: object = None) -> None:
+        self.test_behavior = None if test_behavior is None else _behavior(test_behavior)
+
+    def for_group(self, test_behavior: TestBehavior) -> CosmosTranslator:
+        if self.test_behavior is None:
+            return CosmosTranslator(test_behavior)
+        if self.test_behavior is not test_behavior:
+            raise ConfigurationError(
+                f"CosmosTranslator({self.test_behavior.value!r}) names tasks for another layout than the "
+                f"group's test_behavior={test_behavior.value!r}.",
+                "Pass the group the test_behavior of the Cosmos DAG it replaces, and CosmosTranslator() "
+                "without one (it follows the group).",
+            )
+        return self
+
+    @property
+    def _layout(self) -> TestBehavior:
+        return self.test_behavior or TestBehavior.AFTER_EACH  # unbound: Cosmos' default
 
     def task_id(self, node: DbtNode) -> str:
         name = node.unique_id.split(".", 2)[-1].replace(".", "_")
         return f"{name}_{_SUFFIX.get(node.resource_type, node.resource_type)}"
 
     def consumer_task_id(self, node: DbtNode, tested: bool) -> str:
-        if tested and self.test_behavior is TestBehavior.AFTER_EACH:
+        if tested and self._layout is TestBehavior.AFTER_EACH:
             name = self.task_id(node).removesuffix(f"_{_SUFFIX.get(node.resource_type, node.resource_type)}")
             return f"{name}.{_SUFFIX.get(node.resource_type, node.resource_type)}"
         return self.task_id(node)
@@ -73,6 +91,16 @@ class CosmosTranslator(DbtWatcherTranslator):
     def after_all_tests_task_id(self, project_folder: str) -> str:
         return f"{PurePath(project_folder).stem}_test"  # Cosmos names it after the folder's stem
 
+    def lineage_dataset(self, uri: str) -> tuple[str, str]:
+        """OpenLineage's (namespace, name), the pair Cosmos built the URI from: every Cosmos URI ends in
+        ``/<database>/<schema>/<table>`` after the namespace."""
+        head, _, tail = uri.rpartition("/")
+        head, _, schema = head.rpartition("/")
+        namespace, _, database = head.rpartition("/")
+        if not namespace or (namespace != "bigquery" and "://" not in namespace):
+            return super().lineage_dataset(uri)  # one of dbt-watcher's own URIs (a warehouse Cosmos skips)
+        return namespace, ".".join(unquote(part) for part in (database, schema, tail))
+
     def asset_uri(self, target: Target, relation: Relation) -> str:
         authority = _cosmos_authority(target)
         if authority is None:
@@ -81,6 +109,18 @@ class CosmosTranslator(DbtWatcherTranslator):
         schema = relation.schema or target.schema
         # Cosmos quotes the dotted name as one string, then turns its dots into path separators.
         return authority + "/" + quote(f"{database}.{schema}.{relation.identifier}").replace(".", "/")
+
+
+def _behavior(value: object) -> TestBehavior:
+    """A test behaviour given as text, as dbt-watcher's enum, or as Cosmos' ``TestBehavior``."""
+    text = str(getattr(value, "value", value)).lower()
+    try:
+        return TestBehavior(text)
+    except ValueError:
+        raise ConfigurationError(
+            f"CosmosTranslator(test_behavior={value!r}) is not a test behaviour.",
+            f"Pass one of {', '.join(repr(b.value) for b in TestBehavior)}, or nothing to follow the group's.",
+        ) from None
 
 
 def _cosmos_authority(target: Target) -> str | None:

@@ -16,16 +16,21 @@ All of it runs while the DAG file is parsed: a method may not depend on a run.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from dbt_watcher.errors import ConfigurationError
 from dbt_watcher.invocation.target import Target
+from dbt_watcher.modes import TestBehavior
 from dbt_watcher.project.graph import DbtNode, DbtSource, Relation
 from dbt_watcher.rules.assets import relation_uri
 from dbt_watcher.rules.lineage import dataset_name
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset
+
+#: A task id Airflow accepts (its key rule), short enough for group prefixes.
+_TASK_ID = re.compile(r"[\w.-]{1,200}")
 
 
 class DbtWatcherTranslator:
@@ -61,9 +66,22 @@ class DbtWatcherTranslator:
         folder holding dbt_project.yml. Default: ``dbt_tests``."""
         return "dbt_tests"
 
+    def for_group(self, test_behavior: TestBehavior) -> DbtWatcherTranslator:
+        """This translator as a group with ``test_behavior`` uses it. Default: itself; a translator whose
+        names depend on the layout (:class:`CosmosTranslator`) takes the group's or refuses a mismatch."""
+        return self
+
+    # ---- built on the rules above (not meant to be overridden)
     def fixed_task_ids(self, project_folder: str) -> frozenset[str]:
         """The task ids no consumer may take (producer, audit, ``after_all`` tests)."""
-        return frozenset({self.producer_task_id(), self.audit_task_id(), self.after_all_tests_task_id(project_folder)})
+        ids = (self.producer_task_id(), self.audit_task_id(), self.after_all_tests_task_id(project_folder))
+        for task_id in ids:
+            if not isinstance(task_id, str) or not _TASK_ID.fullmatch(task_id):
+                raise ConfigurationError(
+                    f"The translator {type(self).__name__} gives the task id {task_id!r}, which Airflow refuses.",
+                    "Return a non-empty task id of letters, digits, '_', '-' and '.' (at most 200 characters).",
+                )
+        return frozenset(ids)
 
     def asset_uri(self, target: Target, relation: Relation) -> str:
         """The Asset URI of a relation (a node's or a source's). Default: docs/assets.md."""
@@ -84,7 +102,6 @@ class DbtWatcherTranslator:
             lines += [f"| `{name}` | {_cell(text)} |" for name, text in node.columns]
         return "\n".join(lines)
 
-    # ---- built on the rules above (not meant to be overridden)
     def uri(self, target: Target, relation: Relation) -> str:
         """:meth:`asset_uri`, with a URI that cannot be built reported as a configuration error.
 
