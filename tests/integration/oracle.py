@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,10 +54,12 @@ class DbtVerdict:
         return statuses.get(uid) == SUCCESS and all(statuses.get(t) in TEST_OK for t in tests)
 
 
-def run_folder(stack: AirflowStack, dag_id: str, run_id: str, group: str) -> Path | None:
+def run_folder(
+    stack: AirflowStack, dag_id: str, run_id: str, group: str, producer: str = "dbt_producer"
+) -> Path | None:
     """The run's artifacts folder, from the producer's invocation record (present once dbt started)."""
     try:
-        record = xcom(stack, dag_id, run_id, f"{group}.dbt_producer", key="dbt_watcher.invocation")
+        record = xcom(stack, dag_id, run_id, f"{group}.{producer}", key="dbt_watcher.invocation")
     except Exception:
         return None
     where = record.get("artifacts") if isinstance(record, dict) else None
@@ -100,8 +103,8 @@ def _logged_results(log_file: Path, manifest: dict[str, Any]) -> dict[str, str]:
     return found
 
 
-def dbt_verdict(stack: AirflowStack, outcome: Outcome, group: str) -> DbtVerdict:
-    folder = run_folder(stack, outcome.dag_id, outcome.run_id, group)
+def dbt_verdict(stack: AirflowStack, outcome: Outcome, group: str, producer: str = "dbt_producer") -> DbtVerdict:
+    folder = run_folder(stack, outcome.dag_id, outcome.run_id, group, producer)
     if folder is None:
         return DbtVerdict(None)
     attempts = sorted(folder.glob("attempt-*"), key=lambda p: int(p.name.split("-")[1]))
@@ -137,12 +140,22 @@ def dbt_verdict(stack: AirflowStack, outcome: Outcome, group: str) -> DbtVerdict
     return verdict
 
 
-def assert_verdicts(stack: AirflowStack, outcome: Outcome, group: str = "shop", *, gating: bool = True) -> DbtVerdict:
+def assert_verdicts(
+    stack: AirflowStack,
+    outcome: Outcome,
+    group: str = "shop",
+    *,
+    gating: bool = True,
+    producer: str = "dbt_producer",
+    task_nodes: Mapping[str, str] | None = None,
+) -> DbtVerdict:
     """Every task of ``group`` agrees with dbt (see the module docstring); the message says who does not.
 
     ``gating=False``: the group's tests do not gate consumers (``test_behavior`` none/after_all/after_each).
+    ``producer`` and ``task_nodes`` (consumer task id in the group -> node unique id, every other task being
+    a test task) for a group that names its tasks otherwise (a translator).
     """
-    verdict = dbt_verdict(stack, outcome, group)
+    verdict = dbt_verdict(stack, outcome, group, producer)
     if not gating:
         verdict.gating = {}
     prefix = f"{group}."
@@ -151,19 +164,21 @@ def assert_verdicts(stack: AirflowStack, outcome: Outcome, group: str = "shop", 
     all_green = True
     for task_id, state in sorted(consumers.items()):
         name = task_id[len(prefix) :]
-        if name in ("dbt_producer", "dbt_audit", "dbt_tests") or name.endswith("_tests"):
+        if name in (producer, "dbt_audit", "dbt_tests") or name.endswith("_tests"):
             continue
-        uid = verdict.names.get(name)
+        if task_nodes is not None and name not in task_nodes:
+            continue  # a test task of the translator's naming
+        uid = (task_nodes if task_nodes is not None else verdict.names).get(name)
         green = state == "success"
         all_green &= green
         dbt_green = uid is not None and verdict.node_green(uid, task_id)
         if green != dbt_green and not (state == "skipped" and verdict.status.get(uid or "") is None):
             wrong.append(f"{task_id}: {state}, dbt: {verdict.status.get(uid or '', 'no result')}")
-    producer = outcome.states.get(f"{prefix}dbt_producer")
-    if producer == "success" and not (verdict.clean_exit or all_green):
-        wrong.append(f"{prefix}dbt_producer: green, but dbt did not exit 0 and not every node is green")
-    if producer != "success" and verdict.clean_exit:
-        wrong.append(f"{prefix}dbt_producer: {producer}, although dbt exited 0")
+    state = outcome.states.get(f"{prefix}{producer}")
+    if state == "success" and not (verdict.clean_exit or all_green):
+        wrong.append(f"{prefix}{producer}: green, but dbt did not exit 0 and not every node is green")
+    if state != "success" and verdict.clean_exit:
+        wrong.append(f"{prefix}{producer}: {state}, although dbt exited 0")
     if f"{prefix}dbt_audit" in outcome.states and outcome.states[f"{prefix}dbt_audit"] != "success":
         wrong.append(f"{prefix}dbt_audit: {outcome.states[f'{prefix}dbt_audit']} (it found a disagreement)")
     if wrong:

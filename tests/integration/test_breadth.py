@@ -180,3 +180,29 @@ def test_defer_and_state_pass_through_to_dbt(stack: AirflowStack) -> None:
     log = stack.task_log("breadth_defer", out.run_id, "deferred.dbt_producer")
     build = next(line for line in log.splitlines() if "Running dbt build" in line)
     assert "--defer" in build and f"--state {state}" in build
+
+
+def test_cosmos_names_run_to_dbts_verdict_with_cosmos_asset_uris(stack: AirflowStack) -> None:
+    # Cosmos 1.15.1's own names for this project (tests/unit/data/cosmos_names): the oracle finds each
+    # consumer's node through them, not through dbt-watcher's translator.
+    from .conftest import asset_events
+    from .oracle import assert_verdicts
+
+    data = Path(__file__).parent.parent / "unit" / "data" / "cosmos_names"
+    cosmos = json.loads((data / "duckdb_after_each.json").read_text())["task_group"]
+    uris = json.loads((data / "asset_uris.json").read_text())["duckdb"]["airflow_normalized"]
+    task_nodes = {
+        task_id.removeprefix("jaffle_shop."): uid
+        for uid, node in cosmos["nodes"].items()
+        for task_id in node["task_ids"]
+        if not task_id.endswith(".test")
+    }
+    dag_id = "jaffle_shop_cosmos_names"
+    out = run(stack, dag_id, timeout=400)
+    expected = {f"jaffle_shop.{t}" for t in task_nodes} | {"jaffle_shop.dbt_producer_watcher"}
+    assert expected <= set(out.states), sorted(expected - set(out.states))
+    assert {t for t in out.states if t.endswith(".test")} == {t for t in cosmos["tasks"] if t.endswith(".test")}
+    assert_verdicts(stack, out, "jaffle_shop", gating=False, producer="dbt_producer_watcher", task_nodes=task_nodes)
+    assert_all_green(stack, out)
+    emitted = {uri for uri, _, _ in asset_events(stack, dag_id, out.run_id)}
+    assert emitted == {uri for node_uris in uris.values() for uri in node_uris}
