@@ -161,6 +161,12 @@ def test_dag_test_runs_the_group_to_dbts_verdict(stack: AirflowStack, workspace:
         "dag = DagBag(dag_folder=sys.argv[1]).get_dag('shop_dag_test')\n"
         "run = dag.test(run_conf={'fail_model': 'orders_enriched'})\n"
         "print('STATES', {ti.task_id: ti.state for ti in run.get_task_instances()})\n"
+        "from airflow.models.asset import AssetEvent, AssetModel\n"
+        "from airflow.utils.session import create_session\n"
+        "with create_session() as session:\n"
+        "    rows = session.query(AssetModel.uri).join(AssetEvent, AssetEvent.asset_id == AssetModel.id)"
+        ".filter(AssetEvent.source_run_id == run.run_id).all()\n"
+        "print('EVENTS', sorted(uri for (uri,) in rows))\n"
     )
     env = {
         **stack.env,
@@ -186,3 +192,9 @@ def test_dag_test_runs_the_group_to_dbts_verdict(stack: AirflowStack, workspace:
     assert os.path.exists(workspace / "projects" / "shop" / "shop.duckdb")
     # The producer does not wait for consumers that dag.test() runs only after it.
     assert "have not ended" not in done.stdout + done.stderr
+    # Each green node's asset event once: its consumer's, on the worker (not the producer's or audit's too).
+    events_line = next(x for x in done.stdout.splitlines() if x.startswith("EVENTS"))
+    uris = eval(events_line.removeprefix("EVENTS "))  # a list literal printed by the script
+    green = {t.removeprefix("shop.") for t, s in states.items() if s == "success" and t.startswith("shop.")}
+    assert len(uris) == len(set(uris)) and uris, uris
+    assert {uri.rsplit("/", 1)[-1] for uri in uris} == green - {"dbt_audit"}

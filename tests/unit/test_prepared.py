@@ -99,3 +99,24 @@ def test_running_dbt_without_the_profile_the_prepared_parse_did_without_fails_cl
     assert isinstance(producer, DbtProducerOperator)
     with pytest.raises(ConfigurationError, match=r"No profiles\.yml found"), producer.runtime.session():
         pass
+
+
+def test_an_unreadable_prepared_graph_is_named_not_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dbt_watcher.project import prepared
+
+    folder = tmp_path / prepared.FOLDER
+    folder.mkdir(parents=True)
+    (folder / "k.json").write_text("{}")  # no graph in it: another version's file, say
+
+    assert prepared.read_prepared(tmp_path, "k") is None  # ignored with a warning saying to prepare again
+    assert prepared.read_prepared(tmp_path, "absent") is None
+
+    def refused(path: object, *args: object, **kwargs: object) -> object:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(prepared, "open", refused, raising=False)
+    with pytest.raises(
+        ConfigurationError, match=r"cannot read the prepared graph .*k\.json.*Permission denied"
+    ) as info:
+        prepared.read_prepared(tmp_path, "k")
+    assert "readable by the user Airflow runs as" in info.value.fix

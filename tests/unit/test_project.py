@@ -204,3 +204,4 @@ def test_a_selection_criterion_matching_nothing_is_named_at_parse_time(
     lines = [r.getMessage() for r in caplog.records] + capfd.readouterr().out.splitlines()
     warned = [line for line in lines if "matches no enabled node" in line]
     assert warned and all("criterion 'stg_orderz' of the selection" in line for line in warned)
+    assert all("did you mean 'stg_orders'?" in line for line in warned)

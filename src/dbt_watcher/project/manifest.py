@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -103,7 +105,7 @@ def _in_process(project: DbtProject, scratch: Path) -> tuple[Path, Selector]:
         result = run_dbt(_ls_command(project, selection, scratch), on_event=on_event, manifest=manifest)
         if not result.success:
             raise _selection_error(selection, purpose, describe_failure(result))
-        _warn_unmatched(unmatched, purpose)
+        _warn_unmatched(unmatched, purpose, manifest_path)
         lines: list[str] = list(result.result or [])  # type: ignore[arg-type]
         return [json.loads(line)["unique_id"] for line in lines]
 
@@ -126,7 +128,7 @@ def _in_subprocess(project: DbtProject, scratch: Path, executable: str) -> tuple
             found = runner.list_ids(_ls_command(project, selection, scratch, listing=False), unmatched.append)
         except RuntimeError as exc:
             raise _selection_error(selection, purpose, str(exc)) from exc
-        _warn_unmatched(unmatched, purpose)
+        _warn_unmatched(unmatched, purpose, scratch / "target" / "manifest.json")
         return found
 
     return scratch / "target" / "manifest.json", select
@@ -145,16 +147,31 @@ def _ls_command(project: DbtProject, selection: Selection, scratch: Path, *, lis
     )
 
 
-def _warn_unmatched(criteria: list[str], purpose: str) -> None:
+def _warn_unmatched(criteria: list[str], purpose: str, manifest_path: Path) -> None:
     # dbt's own warning is hidden by the parse's quiet log level; a typo must not pass silently.
+    names = _node_names(manifest_path) if criteria else set()
     for criterion in dict.fromkeys(criteria):
+        # A plain name, without graph operators (+orders+, @orders, 2+orders), may be a typo of a node's.
+        bare = re.sub(r"^[@+\d]*|[+\d]*$", "", criterion)
+        close = difflib.get_close_matches(bare, sorted(names), n=1) if ":" not in bare else []
         log.warning(
-            "dbt-watcher: the selection criterion %r of %s matches no enabled node of the project (a typo?); "
+            "dbt-watcher: the selection criterion %r of %s matches no enabled node of the project%s; "
             "`dbt ls --select %s` in the project folder shows what it matches.",
             criterion,
             purpose,
+            f" (did you mean {close[0]!r}?)" if close else " (a typo?)",
             criterion,
         )
+
+
+def _node_names(manifest_path: Path) -> set[str]:
+    """The names of the manifest's nodes and sources (what a plain selection criterion names)."""
+    try:
+        document = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        return set()
+    found = {str(n.get("name")) for n in (document.get("nodes") or {}).values()}
+    return found | {str(s.get("name")) for s in (document.get("sources") or {}).values()}
 
 
 def _selection_error(selection: Selection, purpose: str, detail: str) -> ConfigurationError:

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from dbt_watcher.errors import ConfigurationError
 from dbt_watcher.files import write_text_atomically
 from dbt_watcher.invocation.command import DbtProject
 from dbt_watcher.project.graph import GRAPH_FORMAT, ProjectGraph
@@ -84,8 +85,19 @@ def read_prepared(project_dir: Path, key: str) -> tuple[ProjectGraph, list[str]]
         recorded: Mapping[str, str] = document["environment"]
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        log.warning("dbt-watcher ignores the prepared graph %s it cannot read: %s", path, exc)
+    except OSError as exc:  # there but unreadable (its mode, its owner): falling back would hide why
+        raise ConfigurationError(
+            f"dbt-watcher cannot read the prepared graph {path}: {exc}.",
+            "Make it readable by the user Airflow runs as (`dbt-watcher prepare` writes it with the umask's "
+            "mode; a copy may have changed that), or delete it to parse the project with dbt.",
+        ) from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        log.warning(
+            "dbt-watcher ignores the prepared graph %s, made by another dbt-watcher version or damaged (%s); "
+            "run `dbt-watcher prepare` again",
+            path,
+            exc,
+        )
         return None
     now = _environment(frozenset(recorded))
     differ = sorted(name for name, digest in recorded.items() if now.get(name) != digest)
