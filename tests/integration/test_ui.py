@@ -72,7 +72,9 @@ def ui_stack(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 @pytest.fixture(scope="module")
 def runs(ui_stack: AirflowStack) -> dict[str, Outcome]:
     # The demo (a DuckDB file of its own) and the failed run at once; the docs run writes the shop's file
-    # after the failed run (one writer per DuckDB file).
+    # after the failed run (one writer per DuckDB file). Every DAG parsed first: a cold parse of the shop
+    # DAGs beside a build can pass Airflow's 30 s import timeout on a busy two-core machine.
+    ui_stack.wait_for_dags(["jaffle_shop_daily", "shop_duckdb", "shop_docs"])
     demo = trigger(ui_stack, "jaffle_shop_daily")
     failed = run(ui_stack, "shop_duckdb", {"fail_model": "customers_dim"})
     return {

@@ -143,3 +143,25 @@ def test_install_deps_on_a_read_only_project_installs_into_a_copy(
         assert (used.project_dir / "dbt_packages" / "helper_pkg").exists()
         assert used.profiles_dir == used.project_dir
     assert not (bundle / "dbt_packages").exists()  # the bundle was never written to
+
+
+def test_a_timeout_raised_while_dbt_runs_is_airflows_not_a_dbt_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Airflow's DAG import timeout is a BaseException raised by a signal handler inside dbt's code; dbtRunner
+    # catches it into its result. Reported as "dbt could not parse", its fix would send users to dbt.
+    from dbt.cli import main as dbt_main
+
+    from dbt_watcher.invocation.command import run_dbt
+
+    class ImportTimeout(BaseException):
+        pass
+
+    class Runner:
+        def __init__(self, **kwargs: object) -> None:
+            pass
+
+        def invoke(self, args: list[str]) -> object:
+            return dbt_main.dbtRunnerResult(success=False, exception=ImportTimeout("DagBag import timeout"))
+
+    monkeypatch.setattr(dbt_main, "dbtRunner", Runner)
+    with pytest.raises(ImportTimeout):
+        run_dbt(DbtProject(project_dir=JAFFLE_SHOP, profiles_dir=JAFFLE_SHOP).command("parse"))

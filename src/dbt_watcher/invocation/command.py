@@ -152,7 +152,12 @@ def run_dbt(command: DbtCommand, *, on_event: EventCallback | None = None, manif
     args = command.args()
     log.info("Running dbt %s", " ".join(args))
     with working_directory(command.project_dir):
-        return runner.invoke(args)
+        result = runner.invoke(args)
+    # dbtRunner catches BaseException: a timeout or a termination Airflow raised in this process while dbt
+    # ran (the DAG import timeout, a task's execution_timeout) is Airflow's to report, not a dbt failure.
+    if result.exception is not None and not isinstance(result.exception, Exception):
+        raise result.exception
+    return result
 
 
 def exit_code(result: dbtRunnerResult) -> int:
