@@ -143,9 +143,9 @@ def render_preview(args: argparse.Namespace) -> str:
     with DAG("dbt_watcher_render_preview", schedule=None) as dag:
         group = factory()
     assert group.graph is not None and group.plan is not None
-    tasks = sorted(
-        dag.tasks, key=lambda t: (t.task_id != group.full_id(factory.config.naming.producer_task_id()), t.task_id)
-    )
+    assert group.producer is not None
+    producer = group.producer.task_id
+    tasks = sorted(dag.tasks, key=lambda t: (t.task_id != producer, t.task_id))
     edges = sorted((t.task_id, down) for t in tasks for down in t.downstream_task_ids)
     notes = plan_notes(group.graph, group.plan, factory.config)
     expected = {spec.node.unique_id: spec.tests for spec in group.plan.consumers}

@@ -96,7 +96,8 @@ class GroupLoader:
         refuse_reentry(self.module, getattr(module, "__file__", None))
         selection = self.selection()
         keys = tuple(validate_mapping(self.config.node_operator_args))
-        graph = self._prepared(selection, keys)
+        root = self._root()
+        graph = self._prepared(root, selection, keys)
         if graph is None:
             started = time.monotonic()
             with self.parse_project() as project:
@@ -110,22 +111,21 @@ class GroupLoader:
             slow = slow_parse_note(time.monotonic() - started)
             if slow is not None and not prepared.writing:
                 log.warning("dbt-watcher: %s", slow)
-            self._prepare(graph, selection, keys)
+            self._prepare(root, graph, selection, keys)
         plan = build_plan(
             graph,
             selection_text=f"The selection ({selection.describe()})",
             naming=self.config.naming,
-            project_folder=self._root().project_dir.name,
+            project_folder=root.project_dir.name,
         )
         return graph, plan
 
     def _root(self) -> DbtProject:
         return locate_project(self.config.project_dir, relative_to=self.source_dir, needs_profiles=False)
 
-    def _prepared(self, selection: Selection, keys: tuple[str, ...]) -> ProjectGraph | None:
+    def _prepared(self, root: DbtProject, selection: Selection, keys: tuple[str, ...]) -> ProjectGraph | None:
         """The group's prepared graph (dbt_watcher.project.prepared), looked for only where
         `dbt-watcher prepare` wrote one (hashing the project costs time) and never while preparing."""
-        root = self._root()
         if prepared.writing or not (root.project_dir / prepared.FOLDER).is_dir():
             return None
         found = prepared.read_prepared(*prepared.place(root, self.config.parse_settings, selection, keys))
@@ -144,10 +144,10 @@ class GroupLoader:
             "ship its output, or set the variables as they were when it was prepared.",
         )
 
-    def _prepare(self, graph: ProjectGraph, selection: Selection, keys: tuple[str, ...]) -> None:
+    def _prepare(self, root: DbtProject, graph: ProjectGraph, selection: Selection, keys: tuple[str, ...]) -> None:
         if prepared.writing:
             env_names = fingerprint(self.project())[1]
-            where = prepared.place(self._root(), self.config.parse_settings, selection, keys)
+            where = prepared.place(root, self.config.parse_settings, selection, keys)
             path = prepared.write_prepared(*where, graph, env_names)
             if path is not None:
                 log.info("Prepared %s (%d nodes)", path, len(graph.nodes))

@@ -33,8 +33,8 @@ from dbt_watcher.rules.translator import DbtWatcherTranslator
 
 #: The task suffix Cosmos gives each resource type (a model's is the command it ran).
 _SUFFIX = {"model": "run", "seed": "seed", "snapshot": "snapshot"}
-#: How Cosmos names the server of each warehouse it emits assets for (the OpenLineage namespace): scheme,
-#: the profile field naming the host, and the port written when the profile sets none (None: no port).
+#: How Cosmos names the server of each warehouse it emits assets for by its host (the OpenLineage
+#: namespace): the scheme, and the port written when the profile sets none (None: no port).
 _NAMESPACES: dict[str, tuple[str, int | None]] = {
     "postgres": ("postgres", 5432),
     "redshift": ("redshift", 5439),
@@ -73,13 +73,11 @@ class CosmosTranslator(DbtWatcherTranslator):
         return self.test_behavior or TestBehavior.AFTER_EACH  # unbound: Cosmos' default
 
     def task_id(self, node: DbtNode) -> str:
-        name = node.unique_id.split(".", 2)[-1].replace(".", "_")
-        return f"{name}_{_SUFFIX.get(node.resource_type, node.resource_type)}"
+        return "_".join(_name_and_suffix(node))
 
     def consumer_task_id(self, node: DbtNode, tested: bool) -> str:
         if tested and self._layout is TestBehavior.AFTER_EACH:
-            name = self.task_id(node).removesuffix(f"_{_SUFFIX.get(node.resource_type, node.resource_type)}")
-            return f"{name}.{_SUFFIX.get(node.resource_type, node.resource_type)}"
+            return ".".join(_name_and_suffix(node))  # the node's task group, then its task
         return self.task_id(node)
 
     def tests_task_id(self, node: DbtNode, consumer_task_id: str) -> str:
@@ -109,6 +107,11 @@ class CosmosTranslator(DbtWatcherTranslator):
         schema = relation.schema or target.schema
         # Cosmos quotes the dotted name as one string, then turns its dots into path separators.
         return authority + "/" + quote(f"{database}.{schema}.{relation.identifier}").replace(".", "/")
+
+
+def _name_and_suffix(node: DbtNode) -> tuple[str, str]:
+    """Cosmos' node name (its unique id after the package, dots as ``_``) and its task suffix."""
+    return node.unique_id.split(".", 2)[-1].replace(".", "_"), _SUFFIX.get(node.resource_type, node.resource_type)
 
 
 def _behavior(value: object) -> TestBehavior:
