@@ -105,8 +105,9 @@ def test_an_asset_triggered_run_builds_only_what_reads_the_changed_source(stack:
     assert_logged(stack, dag_id, run_id, "shop.orders_enriched", "none of the sources it reads changed")
 
 
-def test_overrides_callbacks_and_model_hooks(stack: AirflowStack, markers: Path) -> None:
+def test_overrides_callbacks_and_model_hooks(stack: AirflowStack, markers: Path, openlineage_file: Path) -> None:
     dag_id = "breadth_hooks"
+    since = openlineage_file.stat().st_size if openlineage_file.exists() else 0
     ok = run(stack, dag_id)
     assert ok.state == "success"
     hook = json.loads((markers / "hook_orders_enriched").read_text())
@@ -120,6 +121,10 @@ def test_overrides_callbacks_and_model_hooks(stack: AirflowStack, markers: Path)
     )
     assert tasks["hooked.events_daily"]["retries"] == 2  # meta: {airflow: {retries: 2}} in the dbt project
     assert tasks["hooked.orders_enriched"]["retries"] == 1
+
+    # Every consumer here ends on a worker (a callback): the provider's listener reports it, facets included.
+    job = f"{dag_id}.hooked.stg_customers"
+    _assert_node_lineage(_lineage_event(openlineage_file, since, job), job)
 
     failing = run(stack, dag_id, {"fail_model": "orders_enriched"})
     assert failing.states["hooked.orders_enriched"] == "failed"
@@ -145,23 +150,77 @@ def test_a_connection_becomes_the_profile_and_its_secret_stays_out_of_logs(stack
     assert not any(WAREHOUSE_PASSWORD in p.read_text(errors="ignore") for p in folder.rglob("*") if p.is_file())
 
 
-def test_each_consumer_reports_its_own_lineage(stack: AirflowStack, openlineage_file: Path) -> None:
-    out = run(stack, "breadth_no_tests")
-    job = f"{out.dag_id}.shop.orders_enriched"
+def _lineage_event(openlineage_file: Path, since: int, job: str) -> dict[str, Any]:
+    """The COMPLETE event of ``job`` written after byte ``since`` of the provider's file transport."""
 
     def completion() -> dict[str, Any] | None:
         if not openlineage_file.exists():
             return None
-        for line in openlineage_file.read_text().splitlines():
+        with open(openlineage_file, "rb") as fh:
+            fh.seek(since)
+            lines = fh.read().decode().splitlines()
+        for line in lines:
             event: dict[str, Any] = json.loads(line)  # an OpenLineage run event
             if event.get("eventType") == "COMPLETE" and event["job"]["name"] == job and event.get("outputs"):
                 return event
         return None
 
     event = wait_until(completion, timeout=60)
-    assert isinstance(event, dict)
+    assert isinstance(event, dict), f"no COMPLETE event of {job}"
+    return event
+
+
+def _assert_node_lineage(event: dict[str, Any], job: str) -> None:
+    """stg_customers' event: its datasets and its facets from the run's artifacts, checked with the
+    OpenLineage integration's own event matcher (the check Airflow's OpenLineage system tests make)."""
+    from openlineage.common.test import match
+
+    namespace = event["outputs"][0]["namespace"]
+    raw = "shop.main.raw_customers"
+    expected = {
+        "eventType": "COMPLETE",
+        "job": {"name": job, "facets": {"sql": {"query": "{{ any(result) }}", "dialect": "duckdb"}}},
+        "outputs": [
+            {
+                "namespace": namespace,
+                "name": "shop.main.stg_customers",
+                "facets": {
+                    "schema": {"fields": [{"name": "customer_id"}]},  # the columns the project documents
+                    "columnLineage": {
+                        "fields": {
+                            "customer_id": {"inputFields": [{"name": raw, "field": "customer_id"}]},
+                            "name": {"inputFields": [{"name": raw, "field": "name"}]},
+                        }
+                    },
+                },
+            }
+        ],
+    }
+    assert match(expected, event, ordered_list=True), json.dumps(event, indent=1)[:4000]
+    assert "raw_customers" in event["job"]["facets"]["sql"]["query"]
+    inputs = {i["name"]: i for i in event["inputs"]}
+    assert set(inputs) == {"shop.main.raw_customers", "shop.main.stg_customers"}
+    # The node's tests read its table: an input, with what this run's tests asserted.
+    assertions = inputs["shop.main.stg_customers"]["inputFacets"]["dataQualityAssertions"]["assertions"]
+    assert sorted((a["assertion"], a["column"], a["success"]) for a in assertions) == [
+        ("not_null", "customer_id", True),
+        ("unique", "customer_id", True),
+    ]
+
+
+def test_each_consumer_reports_its_own_lineage(stack: AirflowStack, openlineage_file: Path) -> None:
+    # Consumers that end in the triggerer: the producer sends their events, with facets from the run's artifacts.
+    since = openlineage_file.stat().st_size if openlineage_file.exists() else 0
+    out = run(stack, "breadth_no_tests")
+    event = _lineage_event(openlineage_file, since, f"{out.dag_id}.shop.orders_enriched")
     assert [o["name"] for o in event["outputs"]] == ["shop.main.orders_enriched"]
     assert {i["name"] for i in event["inputs"]} == {"shop.main.stg_customers", "shop.main.stg_orders"}
+    assert "sql" in event["job"]["facets"] and "columnLineage" in event["outputs"][0]["facets"]
+
+    since = openlineage_file.stat().st_size
+    out = run(stack, "shop_duckdb")
+    job = f"{out.dag_id}.shop.stg_customers"
+    _assert_node_lineage(_lineage_event(openlineage_file, since, job), job)
 
 
 def test_install_deps_installs_packages_before_parsing(stack: AirflowStack) -> None:

@@ -22,7 +22,7 @@ import redis
 from devstack import services
 from devstack.stack import REPO, AirflowStack
 
-from .conftest import asset_events, xcom
+from .conftest import STACK_PARSING, asset_events, xcom
 from .oracle import assert_verdicts
 from .scenario import Outcome, artifacts, assert_all_green, run
 
@@ -56,6 +56,7 @@ def celery_stack(workspace: Path, pg_database: str, tmp_path_factory: pytest.Tem
                 "PYTHONPATH": str(REPO),
                 "SHOP_PG_DBNAME": pg_database,
                 "DBTW_SHARED_ARTIFACTS": shared.as_uri(),
+                **STACK_PARSING,
             },
         )
         try:

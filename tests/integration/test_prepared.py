@@ -19,6 +19,7 @@ import pytest
 
 from devstack.stack import AirflowStack
 
+from .conftest import STACK_PARSING
 from .oracle import assert_verdicts
 from .scenario import assert_all_green, run
 
@@ -60,7 +61,7 @@ def prepared_stack(tmp_path: Path, without_dbt: Path) -> Iterator[AirflowStack]:
     profiles = tmp_path / "worker-profiles"
     profiles.mkdir()
     shutil.move(examples / "jaffle_shop" / "profiles.yml", profiles / "profiles.yml")
-    stack = AirflowStack.start(dags, components=("api-server", "triggerer"), name="dbtw_prep")
+    stack = AirflowStack.start(dags, components=("api-server", "triggerer"), name="dbtw_prep", extra_env=STACK_PARSING)
     try:
         # Workers (started by the scheduler's LocalExecutor) run dbt, so they have the profile.
         stack.start_component("scheduler", env={"DBT_PROFILES_DIR": str(profiles)})

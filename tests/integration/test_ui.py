@@ -27,6 +27,7 @@ from dbt_watcher.rules.links import docs_page
 from devstack.browser import Browser
 from devstack.stack import COMPONENTS, AirflowStack
 
+from .conftest import STACK_PARSING
 from .oracle import run_folder
 from .scenario import Outcome, finish, run, trigger
 
@@ -57,6 +58,7 @@ def ui_stack(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         extra_env={
             "AIRFLOW__CORE__MULTI_TEAM": "True",
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([bundle]),
+            **STACK_PARSING,
         },
         components=[c for c in COMPONENTS if c != "triggerer"],
     )

@@ -31,6 +31,7 @@ from dbt_watcher.consumer.trigger import CLASSPATH, REASON_XCOM, TIMEOUT_GRACE_S
 from dbt_watcher.invocation.events import NodeResult, NodeStatus
 from dbt_watcher.rules.artifacts import local_build_dir, read_run_results
 from dbt_watcher.rules.lineage import operator_lineage
+from dbt_watcher.rules.lineage_facets import RunArtifacts
 from dbt_watcher.rules.links import CONSUMER_LINKS
 from dbt_watcher.rules.verdict import Action, Decision, decide, final_decision
 from dbt_watcher.rules.watch import ConsumerTask
@@ -72,6 +73,8 @@ class DbtConsumerOperator(BaseSensorOperator):
         self.deferrable = deferrable
         self.watches_tests_only = watches_tests_only
         self._poller: RunPoller | None = None
+        #: The target folder of this try's own build of the node, when it built it (its facets' source).
+        self._local_build: Path | None = None
         # A success that must run Airflow code on a worker cannot end in the triggerer.
         self.finish_on_worker = bool(self.on_success_callback)
         if deferrable:
@@ -103,8 +106,24 @@ class DbtConsumerOperator(BaseSensorOperator):
         }
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """This node's inputs and outputs, for the OpenLineage listener of a worker-side finish."""
-        return operator_lineage(self.consumer.lineage)
+        """This node's inputs and outputs with its facets, for the OpenLineage listener of a worker-side finish."""
+        return operator_lineage(self.consumer.lineage, self._artifacts(task_instance), self.watch.unique_id)
+
+    def _artifacts(self, ti: Any) -> RunArtifacts | None:
+        """The artifacts of the build this try's verdict came from: its own, or the run's."""
+        if self._local_build is not None:
+            return RunArtifacts.read(self._local_build)
+        try:
+            address = RunAddress.of(ti, self.runtime.producer_task_id)
+            status = self._poller.reader.last if self._poller is not None else None
+            status = status or StatusChannel(ProducerXComs(address)).read_all()
+            if status is None:
+                return None
+            folder = self.runtime.run_path(address.dag_id, address.run_id, address.map_index, status.generation)
+        except Exception:  # lineage is best effort: the task already has its state
+            log.warning("Could not locate this run's dbt artifacts for OpenLineage facets", exc_info=True)
+            return None
+        return RunArtifacts.read(folder)
 
     def _address(self, context: Context) -> RunAddress:
         ti = context["ti"]
@@ -232,7 +251,7 @@ class DbtConsumerOperator(BaseSensorOperator):
         what = "dbt test for the tests of" if tests_only else "dbt build for"
         log.info("Try %s: %s. Running %s %s alone.", ti.try_number, reason, what, node.unique_id)
         run_path = rt.run_path(address.dag_id, address.run_id, address.map_index, status.generation)
-        target_path = local_build_dir(run_path, self.task_id, int(ti.try_number))
+        target_path = self._local_build = local_build_dir(run_path, self.task_id, int(ti.try_number))
         with rt.task_dbt(self, context, invocation, target_path) as dbt:
             command = dbt.command(
                 "test" if tests_only else "build",

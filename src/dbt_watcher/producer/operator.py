@@ -155,7 +155,7 @@ class DbtProducerOperator(BaseOperator):
                 if rt.config.audit
                 else "the nodes that succeeded get theirs from a later green try (audit=False)",
             )
-        self._emit_lineage(context, status)
+        self._emit_lineage(context, status, run_path)
         if rt.config.callback is not None:
             log.info("Calling the group's callback with the artifacts folder %s", run_path)
             rt.config.callback(run_path, context)
@@ -362,16 +362,17 @@ class DbtProducerOperator(BaseOperator):
         ProducerXComs(address).set(EMITTED, emitted_record(ledger.generation, ledger.assets_emitted))
         return ledger
 
-    def _emit_lineage(self, context: Context, status: RunStatus) -> None:
-        """OpenLineage COMPLETE events of the consumers that ended in the triggerer (if installed)."""
+    def _emit_lineage(self, context: Context, status: RunStatus, run_path: Path) -> None:
+        """OpenLineage COMPLETE events of the consumers that ended in the triggerer (if installed), with
+        their nodes' facets from the run's artifacts."""
         if compat.runs_inline(context):
             return  # under dag.test() every consumer ends on a worker: the provider's listener reports it
         completions = [
-            Completion(c.task_id, c.lineage)
+            Completion(c.task_id, c.lineage, c.watch.unique_id)
             for c in self.consumers
             if c.ends_in_triggerer and final_decision(c.watch, status).action is Action.SUCCEED
         ]
-        sent = emit_completions(context, completions)
+        sent = emit_completions(context, completions, run_path)
         if sent:
             log.info("Sent %d OpenLineage events for consumers that ended in the triggerer", sent)
 

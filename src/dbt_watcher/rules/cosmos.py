@@ -152,7 +152,7 @@ def _snowflake_account(account: str) -> str:
     """The account as OpenLineage names it (region and cloud completed), as Cosmos does when the
     OpenLineage integration is installed; as written otherwise."""
     try:
-        from openlineage.common.provider.snowflake import fix_account_name  # type: ignore[import-untyped]
+        from openlineage.common.provider.snowflake import fix_account_name
     except ImportError:
         return account
     return str(fix_account_name(account))

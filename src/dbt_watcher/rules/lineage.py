@@ -7,6 +7,9 @@ When apache-airflow-providers-openlineage is installed:
 * a consumer that ends in the triggerer runs no listener, so the producer emits that consumer's
   COMPLETE event for it, under the consumer's own job name and run id.
 
+Both carry the node's facets from the run's artifacts (SQL, schema, column lineage, its tests as
+assertions: :mod:`dbt_watcher.rules.lineage_facets`).
+
 Either way the lineage graph shows one job per model, reading its dbt parents and writing its table,
 not one producer job touching everything. Dataset names follow the asset URIs (:func:`dataset_name`).
 """
@@ -17,8 +20,11 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
+
+from dbt_watcher.rules.lineage_facets import NodeFacets, RunArtifacts
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -60,14 +66,23 @@ def _datasets(lineage: NodeLineage, uris: Iterable[str]) -> list[Any]:
     return [Dataset(namespace=namespace, name=name) for namespace, name in map(lineage.dataset, uris)]
 
 
-def operator_lineage(lineage: NodeLineage) -> Any:
-    """The provider's OperatorLineage for a node, or None when the provider is not installed."""
+def operator_lineage(lineage: NodeLineage, artifacts: RunArtifacts | None = None, unique_id: str = "") -> Any:
+    """The provider's OperatorLineage for a node, or None when the provider is not installed; with the run's
+    ``artifacts``, the node's facets too (:mod:`dbt_watcher.rules.lineage_facets`)."""
     try:
         from airflow.providers.openlineage.extractors import OperatorLineage
+        from openlineage.client.event_v2 import Dataset, InputDataset
     except ImportError:
         return None
-    outputs = [lineage.output] if lineage.output else []
-    return OperatorLineage(inputs=_datasets(lineage, lineage.inputs), outputs=_datasets(lineage, outputs))
+    inputs = _datasets(lineage, lineage.inputs)
+    if not lineage.output:
+        return OperatorLineage(inputs=inputs, outputs=[])
+    namespace, name = lineage.dataset(lineage.output)
+    facets = artifacts.facets(unique_id, namespace) if artifacts is not None and unique_id else NodeFacets()
+    if facets.tests:  # the node's tests read its table: an input, with what they asserted
+        inputs.append(InputDataset(namespace=namespace, name=name, inputFacets=dict(facets.tests)))
+    output = Dataset(namespace=namespace, name=name, facets=dict(facets.output))
+    return OperatorLineage(inputs=inputs, outputs=[output], job_facets=dict(facets.job))
 
 
 @dataclass(frozen=True)
@@ -76,10 +91,12 @@ class Completion:
 
     task_id: str
     lineage: NodeLineage
+    unique_id: str = ""
 
 
-def emit_completions(context: Context, completions: Sequence[Completion]) -> int:
-    """Send one COMPLETE event per consumer, as the consumer's first try would have. Best effort."""
+def emit_completions(context: Context, completions: Sequence[Completion], run_folder: Path | None = None) -> int:
+    """Send one COMPLETE event per consumer, as the consumer's first try would have, with its node's facets
+    from the artifacts in ``run_folder``. Best effort."""
     if not completions:
         return 0
     try:
@@ -90,6 +107,7 @@ def emit_completions(context: Context, completions: Sequence[Completion]) -> int
     if ol_conf.is_disabled():
         return 0
     adapter = get_openlineage_listener().adapter
+    artifacts = RunArtifacts.read(run_folder)
     dag_run = context["dag_run"]
     dag_id = dag_run.dag_id
     date: datetime = getattr(dag_run, "logical_date", None) or dag_run.run_after
@@ -103,7 +121,7 @@ def emit_completions(context: Context, completions: Sequence[Completion]) -> int
                 ),
                 job_name=f"{dag_id}.{completion.task_id}",
                 end_time=now,
-                task=operator_lineage(completion.lineage),
+                task=operator_lineage(completion.lineage, artifacts, completion.unique_id),
                 nominal_start_time=None,
                 nominal_end_time=None,
                 owners=None,
