@@ -135,3 +135,39 @@ def test_without_readable_artifacts_the_event_keeps_its_datasets_and_has_no_face
     # A node the manifest does not hold: no facets, no error.
     artifacts = RunArtifacts.read(_artifacts(tmp_path / "run"))
     assert operator_lineage(LINEAGE, artifacts, "model.shop.elsewhere").job_facets == {}
+
+
+def test_a_test_counts_for_the_node_it_is_attached_to_not_its_last_parent(tmp_path: Path) -> None:
+    folder = _artifacts(tmp_path / "run")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    # A relationships test defined on orders, whose other parent sorts after it.
+    manifest["nodes"]["test.shop.unique_orders_id"]["attached_node"] = ORDERS
+    manifest["parent_map"]["test.shop.unique_orders_id"] = [ORDERS, "model.shop.zz_customers"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    lineage = operator_lineage(LINEAGE, RunArtifacts.read(folder), ORDERS)
+    tested = next(i for i in lineage.inputs if i.name == "shop.main.orders")
+    assert len(tested.inputFacets["dataQualityAssertions"].assertions) == 2
+
+
+def test_odd_artifacts_lose_facets_never_raise(tmp_path: Path) -> None:
+    folder = _artifacts(tmp_path / "run", catalog=True)
+    catalog = json.loads((folder / "docs" / "catalog.json").read_text())
+    catalog["nodes"][ORDERS]["columns"]["customer"]["type"] = None  # the library asserts a type
+    (folder / "docs" / "catalog.json").write_text(json.dumps(catalog))
+    lineage = operator_lineage(LINEAGE, RunArtifacts.read(folder), ORDERS)
+    assert [f.name for f in lineage.outputs[0].facets["schema"].fields] == ["id"]
+    assert "sql" in lineage.job_facets  # the other facets stay
+    # A manifest the library cannot read (no metadata), and JSON nested past Python's recursion limit.
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["metadata"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert operator_lineage(LINEAGE, RunArtifacts.read(folder), ORDERS).job_facets == {}
+    (folder / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert RunArtifacts.read(folder) is None
+
+
+def test_the_consumer_class_path_the_docs_give_to_turn_events_off_is_the_operators() -> None:
+    from dbt_watcher.consumer.operator import DbtConsumerOperator
+    from dbt_watcher.rules.lineage import CONSUMER_CLASSPATH
+
+    assert f"{DbtConsumerOperator.__module__}.{DbtConsumerOperator.__qualname__}" == CONSUMER_CLASSPATH

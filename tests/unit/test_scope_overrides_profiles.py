@@ -114,7 +114,8 @@ def test_openlineage_dataset_names_follow_the_asset_uris() -> None:
 
     assert dataset_name("postgres://db:5432/wh/analytics/orders") == ("postgres://db:5432", "wh.analytics.orders")
     assert dataset_name("duckdb://shop/main/orders") == ("duckdb://shop", "shop.main.orders")
-    lineage = operator_lineage(NodeLineage(("duckdb://shop/main/stg",), "duckdb://shop/main/orders"))
+    node = NodeLineage(("duckdb://shop/main/stg",), "duckdb://shop/main/orders")
+    lineage = operator_lineage(node, None, "model.shop.orders")
     assert [d.name for d in lineage.inputs] == ["shop.main.stg"] and [d.name for d in lineage.outputs] == [
         "shop.main.orders"
     ]

@@ -110,15 +110,17 @@ class DbtConsumerOperator(BaseSensorOperator):
         return operator_lineage(self.consumer.lineage, self._artifacts(task_instance), self.watch.unique_id)
 
     def _artifacts(self, ti: Any) -> RunArtifacts | None:
-        """The artifacts of the build this try's verdict came from: its own, or the run's."""
+        """The artifacts of the build this try's verdict came from: its own, or the run's once the producer
+        has ended (while it builds, the run folder holds an earlier attempt's files, or none)."""
         if self._local_build is not None:
             return RunArtifacts.read(self._local_build)
         try:
             address = RunAddress.of(ti, self.runtime.producer_task_id)
             status = self._poller.reader.last if self._poller is not None else None
-            status = status or StatusChannel(ProducerXComs(address)).read_all()
-            if status is None:
-                return None
+            if status is None or not status.finished:
+                status = StatusChannel(ProducerXComs(address)).read_all()
+            if status is None or not status.finished:
+                return None  # no facets for a node that ended while its build was still running
             folder = self.runtime.run_path(address.dag_id, address.run_id, address.map_index, status.generation)
         except Exception:  # lineage is best effort: the task already has its state
             log.warning("Could not locate this run's dbt artifacts for OpenLineage facets", exc_info=True)

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: The consumers' operator, as ``[openlineage] disabled_for_operators`` names it.
+CONSUMER_CLASSPATH = "dbt_watcher.consumer.operator.DbtConsumerOperator"
+
 
 @dataclass(frozen=True)
 class NodeLineage:
@@ -66,7 +69,7 @@ def _datasets(lineage: NodeLineage, uris: Iterable[str]) -> list[Any]:
     return [Dataset(namespace=namespace, name=name) for namespace, name in map(lineage.dataset, uris)]
 
 
-def operator_lineage(lineage: NodeLineage, artifacts: RunArtifacts | None = None, unique_id: str = "") -> Any:
+def operator_lineage(lineage: NodeLineage, artifacts: RunArtifacts | None, unique_id: str) -> Any:
     """The provider's OperatorLineage for a node, or None when the provider is not installed; with the run's
     ``artifacts``, the node's facets too (:mod:`dbt_watcher.rules.lineage_facets`)."""
     try:
@@ -78,7 +81,7 @@ def operator_lineage(lineage: NodeLineage, artifacts: RunArtifacts | None = None
     if not lineage.output:
         return OperatorLineage(inputs=inputs, outputs=[])
     namespace, name = lineage.dataset(lineage.output)
-    facets = artifacts.facets(unique_id, namespace) if artifacts is not None and unique_id else NodeFacets()
+    facets = artifacts.facets(unique_id, namespace) if artifacts is not None else NodeFacets()
     if facets.tests:  # the node's tests read its table: an input, with what they asserted
         inputs.append(InputDataset(namespace=namespace, name=name, inputFacets=dict(facets.tests)))
     output = Dataset(namespace=namespace, name=name, facets=dict(facets.output))
@@ -91,10 +94,10 @@ class Completion:
 
     task_id: str
     lineage: NodeLineage
-    unique_id: str = ""
+    unique_id: str
 
 
-def emit_completions(context: Context, completions: Sequence[Completion], run_folder: Path | None = None) -> int:
+def emit_completions(context: Context, completions: Sequence[Completion], run_folder: Path) -> int:
     """Send one COMPLETE event per consumer, as the consumer's first try would have, with its node's facets
     from the artifacts in ``run_folder``. Best effort."""
     if not completions:
@@ -104,7 +107,8 @@ def emit_completions(context: Context, completions: Sequence[Completion], run_fo
         from airflow.providers.openlineage.plugins.listener import get_openlineage_listener
     except ImportError:
         return 0
-    if ol_conf.is_disabled():
+    # The provider's switches, as its listener would apply them to the consumers' own events.
+    if ol_conf.is_disabled() or CONSUMER_CLASSPATH in ol_conf.disabled_operators():
         return 0
     adapter = get_openlineage_listener().adapter
     artifacts = RunArtifacts.read(run_folder)

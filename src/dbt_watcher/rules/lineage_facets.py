@@ -48,7 +48,7 @@ class NodeFacets:
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -63,32 +63,52 @@ class RunArtifacts:
 
     @classmethod
     def read(cls, folder: Path | None) -> RunArtifacts | None:
-        """The artifacts of a run folder or a dbt target folder; None when it has no manifest or results."""
-        if folder is None or not folder.is_dir():
+        """The artifacts of a run folder or a dbt target folder; None when it has no manifest or results, or
+        they cannot be read (never raises: lineage must not end a task)."""
+        try:
+            if folder is None or not folder.is_dir():
+                return None
+            manifest, run_results = _read_json(folder / MANIFEST), _read_json(folder / RUN_RESULTS)
+            if manifest is None or run_results is None:
+                return None
+            return cls(manifest, run_results, _read_json(folder / CATALOG))
+        except Exception:
+            log.warning("Could not read the dbt artifacts in %s for OpenLineage facets", folder, exc_info=True)
             return None
-        manifest, run_results = _read_json(folder / MANIFEST), _read_json(folder / RUN_RESULTS)
-        if manifest is None or run_results is None:
-            return None
-        return cls(manifest, run_results, _read_json(folder / CATALOG) or _read_json(folder / "catalog.json"))
 
     @cached_property
     def _processor(self) -> Any:
-        """The library's artifact processor, used for its per-node helpers (None without the library)."""
+        """The library's artifact processor, used for its per-node helpers (None without the library, or
+        for artifacts it cannot read: decided once, not once per node)."""
         try:
             from openlineage.common.provider.dbt.processor import DbtArtifactProcessor
         except ImportError:
             return None
-        processor = DbtArtifactProcessor(producer="dbt-watcher", job_namespace="", skip_errors=True, logger=log)
-        # What the processor's own parse() sets before it reads nodes; its helpers depend on it.
-        processor.manifest_version = processor.get_schema_version(self.manifest)
+        try:
+            processor = DbtArtifactProcessor(producer="dbt-watcher", job_namespace="", skip_errors=True, logger=log)
+            # What the processor's own parse() sets before it reads nodes; its helpers depend on it.
+            processor.manifest_version = processor.get_schema_version(self.manifest)
+        except Exception:
+            log.warning("This run's manifest gives no OpenLineage facets", exc_info=True)
+            return None
         adapter = str(self.manifest.get("metadata", {}).get("adapter_type") or "")
         with contextlib.suppress(NotImplementedError, KeyError):  # the SQL dialect; unknown adapters have none
             processor.extract_adapter_type({"type": adapter})
         return processor
 
     @cached_property
+    def _compiled(self) -> dict[str, str]:
+        """The SQL each node of this run executed, from run_results (indexed once for every node)."""
+        return {
+            str(r["unique_id"]): r["compiled_code"]
+            for r in self.run_results.get("results", [])
+            if isinstance(r, dict) and "unique_id" in r and isinstance(r.get("compiled_code"), str)
+        }
+
+    @cached_property
     def _assertions(self) -> dict[str, list[Any]]:
-        """The tests of this run, by the node they check (the library's rule: a test's last parent)."""
+        """The tests of this run, by the node they are attached to (dbt's ``attached_node``: a relationships
+        test defined on ``orders`` checks ``orders``, whatever its parents' order)."""
         try:
             return self._tests_by_node()
         except Exception:  # the other facets do not depend on these
@@ -105,7 +125,12 @@ class RunArtifacts:
             for r in self.run_results.get("results", [])
             if str(r.get("unique_id", "")) in nodes and r.get("status") in ("pass", "warn", "fail", "error")
         ]
-        context = DbtRunContext(self.manifest, {**self.run_results, "results": results}, self.catalog)
+        # The library gives a test to its last model, seed or source parent; a parent map naming only the
+        # attached node makes that rule dbt's.
+        parents = dict(self.manifest.get("parent_map", {}))
+        parents.update({uid: [node["attached_node"]] for uid, node in nodes.items() if node.get("attached_node")})
+        manifest = {**self.manifest, "parent_map": parents}
+        context = DbtRunContext(manifest, {**self.run_results, "results": results}, self.catalog)
         return dict(self._processor.parse_assertions(context, nodes))
 
     def facets(self, unique_id: str, namespace: str) -> NodeFacets:
@@ -128,6 +153,10 @@ class RunArtifacts:
         processor = self._processor
         processor.dataset_namespace = namespace  # the library's dataSource facet names it
         catalog_node = (self.catalog or {}).get("nodes", {}).get(unique_id)
+        if isinstance(catalog_node, dict):  # the library refuses a column without a type: leave such columns out
+            columns = catalog_node.get("columns") or {}
+            typed = {name: c for name, c in columns.items() if isinstance(c, dict) and isinstance(c.get("type"), str)}
+            catalog_node = {**catalog_node, "columns": typed}
         kind = unique_id.split(".", 1)[0]
         # The node's kind became a field of ModelNode in openlineage-integration-common 1.4x (Airflow 3.0 pins 1.37).
         fields = {"metadata_node": node, "catalog_node": catalog_node}
@@ -135,10 +164,10 @@ class RunArtifacts:
             fields["type"] = kind
         _, _, output, _ = processor.extract_dataset_data(ModelNode(**fields), None, has_facets=True)
         job: dict[str, Any] = {}
-        sql = node.get("compiled_code") or self._compiled_code(unique_id)
+        sql = node.get("compiled_code") or self._compiled.get(unique_id)
         if sql:
             job["sql"] = sql_job.SQLJobFacet(query=sql, dialect=processor.extract_dialect())
-            column_lineage = processor.get_column_lineage(namespace, sql)
+            column_lineage = _column_lineage(processor, namespace, sql)
             if column_lineage is not None:
                 output["columnLineage"] = column_lineage
         assertions = self._assertions.get(unique_id)
@@ -149,9 +178,16 @@ class RunArtifacts:
         )
         return NodeFacets(job=job, output=output, tests=tests)
 
-    def _compiled_code(self, unique_id: str) -> str | None:
-        for result in self.run_results.get("results", []):
-            if result.get("unique_id") == unique_id:
-                code = result.get("compiled_code")
-                return code if isinstance(code, str) and code else None
-        return None
+
+def _column_lineage(processor: Any, namespace: str, sql: str) -> Any:
+    """Column lineage of the compiled SQL, or None. OpenLineage's SQL parser is Rust: a panic in it reaches
+    Python as a BaseException (pyo3's PanicException) that no ``except Exception`` stops."""
+    try:
+        return processor.get_column_lineage(namespace, sql)
+    except Exception:
+        log.warning("Could not parse column lineage", exc_info=True)
+    except BaseException as error:
+        if type(error).__name__ != "PanicException":
+            raise  # a timeout or termination Airflow raises is Airflow's
+        log.warning("OpenLineage's SQL parser panicked on this node's SQL: %s", error)
+    return None
