@@ -63,15 +63,19 @@ def local_build_dir(run_path: Path, task_id: str, try_number: int) -> Path:
     return run_path / "local" / _safe(task_id) / f"try-{try_number}"
 
 
-def read_run_results(target: Path) -> dict[str, Any] | None:
-    """dbt's run_results.json in a target folder (None if dbt did not write one)."""
-    path = target / "run_results.json"
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """A dbt artifact's JSON object (None if the file is missing, unreadable or not an object)."""
     try:
         with open(path) as fh:
             document = json.load(fh)
     except (OSError, ValueError):
         return None
     return document if isinstance(document, dict) else None
+
+
+def read_run_results(target: Path) -> dict[str, Any] | None:
+    """dbt's run_results.json in a target folder (None if dbt did not write one)."""
+    return read_json_object(target / "run_results.json")
 
 
 def publish_attempt(run_path: Path, attempt_target: Path) -> None:

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+from dbt_watcher.rules.artifacts import read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +46,6 @@ class NodeFacets:
     tests: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 class RunArtifacts:
     """One run's manifest, run_results and (optional) catalog, read once for every node reported from them."""
 
@@ -68,11 +61,11 @@ class RunArtifacts:
         try:
             if folder is None or not folder.is_dir():
                 return None
-            manifest, run_results = _read_json(folder / MANIFEST), _read_json(folder / RUN_RESULTS)
+            manifest, run_results = read_json_object(folder / MANIFEST), read_json_object(folder / RUN_RESULTS)
             if manifest is None or run_results is None:
                 return None
-            return cls(manifest, run_results, _read_json(folder / CATALOG))
-        except Exception:
+            return cls(manifest, run_results, read_json_object(folder / CATALOG))
+        except Exception:  # also JSON nested past Python's recursion limit
             log.warning("Could not read the dbt artifacts in %s for OpenLineage facets", folder, exc_info=True)
             return None
 
@@ -95,6 +88,14 @@ class RunArtifacts:
         with contextlib.suppress(NotImplementedError, KeyError):  # the SQL dialect; unknown adapters have none
             processor.extract_adapter_type({"type": adapter})
         return processor
+
+    @cached_property
+    def _model_node_has_type(self) -> bool:
+        """The node's kind became a field of ModelNode in openlineage-integration-common 1.4x (Airflow 3.0 pins
+        1.37)."""
+        from openlineage.common.provider.dbt.processor import ModelNode
+
+        return "type" in inspect.signature(ModelNode).parameters
 
     @cached_property
     def _compiled(self) -> dict[str, str]:
@@ -157,11 +158,9 @@ class RunArtifacts:
             columns = catalog_node.get("columns") or {}
             typed = {name: c for name, c in columns.items() if isinstance(c, dict) and isinstance(c.get("type"), str)}
             catalog_node = {**catalog_node, "columns": typed}
-        kind = unique_id.split(".", 1)[0]
-        # The node's kind became a field of ModelNode in openlineage-integration-common 1.4x (Airflow 3.0 pins 1.37).
         fields = {"metadata_node": node, "catalog_node": catalog_node}
-        if "type" in inspect.signature(ModelNode).parameters:
-            fields["type"] = kind
+        if self._model_node_has_type:
+            fields["type"] = unique_id.split(".", 1)[0]
         _, _, output, _ = processor.extract_dataset_data(ModelNode(**fields), None, has_facets=True)
         job: dict[str, Any] = {}
         sql = node.get("compiled_code") or self._compiled.get(unique_id)
