@@ -2,14 +2,13 @@
 
 The main environment (requirements/constraints.txt) is one line: Airflow 3.3, Python 3.11, dbt 1.11. The package
 accepts more (pyproject: Airflow 3.0 on, Python 3.10 on, dbt up to 1.12) and degrades what an older line lacks at
-run time; a row is one such line, locked in requirements/rows/<row>.txt and installed in .venv-rows/<row>, so the
-claim is tested, not assumed.
+run time; a row is an older Airflow line paired with a Python and a dbt the main row does not run, locked in
+requirements/rows/<row>.txt and installed in .venv-rows/<row>, so every declared line is tested, not assumed.
 
 Airflow's per-release constraints files cannot be fetched here, and an unconstrained install of an older Airflow
 picks today's FastAPI and Cadwyn and breaks. So an older line is resolved as of a few days after its release
-(uv --exclude-newer), with dbt's packages (and what dbt 1.11 needs newer) exempt so that dbt 1.11 resolves. The
-Python and dbt rows start from requirements/constraints.txt's pins (uv keeps an output file's pins unless they must
-move) and move only what must move. Every venv installs from the shared uv cache, so rows share their downloads.
+(uv --exclude-newer), with dbt's packages (and what the row's dbt needs newer) exempt so that its dbt resolves.
+Every venv installs from the shared uv cache, so rows share their downloads.
 
     python -m devstack.rows --list                          the rows and their pins
     python -m devstack.rows --compile [ROW...]              rewrite the rows' lock files
@@ -42,7 +41,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 ROWS_DIR = "requirements/rows"
-CONSTRAINTS = "requirements/constraints.txt"
 VENVS = REPO / ".venv-rows"
 STAMP = ".rows-stamp"
 
@@ -58,8 +56,8 @@ DBT_PACKAGES = (
     "dbt-semantic-interfaces",
     "dbt-extractor",
 )
-# The day requirements/constraints.txt was frozen: what the main-line rows move, they move to as of then.
-MAIN_DATE = "2026-11-25"
+# dbt-core 1.12.6's packages: as of the day requirements/constraints.txt was frozen.
+DBT_1_12_DATE = "2026-11-25"
 
 
 @dataclass(frozen=True)
@@ -67,10 +65,9 @@ class Row:
     name: str
     python: str
     exclude_newer: str
-    newer_packages: tuple[str, ...] = ()  # resolved as of DBT_DATE instead
-    prefer: str | None = None  # a lock whose pins uv keeps unless they must move
+    newer_packages: tuple[str, ...] = ()  # resolved as of newer_date instead
+    newer_date: str = DBT_DATE
     overrides: str | None = None
-    stack: tuple[str, ...] = ()  # the real-stack subset, as pytest arguments
 
     @property
     def requirements(self) -> str:
@@ -85,34 +82,27 @@ class Row:
         return VENVS / self.name
 
 
-#: An Airflow row runs every real-stack test marked `row`: the core path, a failing model and its
-#: descendants, a producer killed mid-build, a consumer retry after a UI clear, one poll per tick.
-STACK_FULL = ("tests/integration", "-m", "row")
-#: A Python or dbt row runs the main row's Airflow, so the Airflow-side faults and the triggerer's polling
-#: are the main row's: it runs what dbt and Python decide, the core path and a failing model with its
-#: descendants.
-STACK_CORE = (
-    "tests/integration/test_core_path.py::test_duckdb_project_runs_once_with_live_consumers_and_assets",
-    "tests/integration/test_core_failures.py::"
-    "test_a_failing_model_turns_red_with_dbts_message_and_its_descendants_never_green",
-)
+#: A row's real-stack subset, every test marked `row`: the core path, a failing model and its descendants,
+#: a producer killed mid-build, a consumer retry after a UI clear, one poll per tick.
+STACK = ("tests/integration", "-m", "row")
 
+#: Each row pairs an older Airflow line with a Python and a dbt the main row does not run, so that every
+#: declared line runs the unit suite and the real-stack subset in three rows (one row per line took 26 of
+#: CI's 45 minutes, over its budget beside the main row's 36).
 ROWS = (
-    # Airflow 3.0.6: 2025-08-29. dbt 1.11 wants click>=8.3 and sqlparse>=0.5.5, both newer than that.
-    Row("airflow-3.0", "3.11", "2025-09-01", (*DBT_PACKAGES, "click", "sqlparse"), stack=STACK_FULL),
-    Row("airflow-3.1", "3.11", "2026-03-14", DBT_PACKAGES, stack=STACK_FULL),  # Airflow 3.1.8: 2026-03-11
-    Row("airflow-3.2", "3.11", "2026-06-01", DBT_PACKAGES, stack=STACK_FULL),  # Airflow 3.2.2: 2026-05-29
-    Row("python-3.10", "3.10", MAIN_DATE, prefer=CONSTRAINTS, stack=STACK_CORE),
-    Row("python-3.13", "3.13", MAIN_DATE, prefer=CONSTRAINTS, stack=STACK_CORE),
-    # dbt-core 1.12.6 wants dbt-core-experimental-parser>=2.0.0b1, sdists whose build downloads a binary.
+    # Airflow 3.0.6: 2025-08-29, with dbt-core 1.10 (the oldest declared); dbt-postgres 1.10 wants a newer dbt-common.
+    Row("airflow-3.0-py3.10-dbt1.10", "3.10", "2025-09-01", DBT_PACKAGES),
+    # Airflow 3.1.8: 2026-03-11. dbt-core 1.12.6 wants dbt-core-experimental-parser>=2.0.0b1, sdists whose
+    # build downloads a binary: the override takes 2.0.0a4, a wheel.
     Row(
-        "dbt-1.12",
-        "3.11",
-        MAIN_DATE,
-        prefer=CONSTRAINTS,
+        "airflow-3.1-py3.12-dbt1.12",
+        "3.12",
+        "2026-03-14",
+        (*DBT_PACKAGES, "dbt-core-experimental-parser", "metricflow"),
+        newer_date=DBT_1_12_DATE,
         overrides=f"{ROWS_DIR}/dbt-1.12.overrides.txt",
-        stack=STACK_CORE,
     ),
+    Row("airflow-3.2-py3.13", "3.13", "2026-06-01", DBT_PACKAGES),  # Airflow 3.2.2: 2026-05-29
 )
 UNIT = ("tests/unit",)
 COMMON = ("-q", "-rfE", "-p", "no:cacheprovider")
@@ -152,7 +142,7 @@ def compile_command(row: Row, output: str) -> list[str]:
     command = ["uv", "pip", "compile", row.requirements, "--python-version", row.python]
     command += ["--exclude-newer", row.exclude_newer]
     for package in row.newer_packages:
-        command += ["--exclude-newer-package", f"{package}={DBT_DATE}"]
+        command += ["--exclude-newer-package", f"{package}={row.newer_date}"]
     if row.overrides:
         command += ["--override", row.overrides]
     return [*command, "--no-header", "--output-file", output]
@@ -179,8 +169,6 @@ def compile_row(row: Row) -> None:
     version = subprocess.run([uv(), "--version"], capture_output=True, text=True, check=True).stdout.split()[1]
     with tempfile.TemporaryDirectory() as tmp:
         output = f"{tmp}/{row.name}.txt"
-        if row.prefer:
-            shutil.copyfile(REPO / row.prefer, output)
         subprocess.run([uv(), *compile_command(row, output)[1:]], cwd=REPO, check=True)
         body = Path(output).read_text()
     header = [
@@ -188,8 +176,6 @@ def compile_row(row: Row) -> None:
         f"# Compiled with uv {version}:",
         _wrap(compile_command(row, row.lock)),
     ]
-    if row.prefer:
-        header.append(f"# with the output file first holding {row.prefer}: uv keeps those pins unless they must move.")
     (REPO / row.lock).write_text("\n".join(header) + "\n" + body)
 
 
@@ -266,7 +252,7 @@ def pins(row: Row) -> str:
     wanted = ("apache-airflow", "apache-airflow-task-sdk", "apache-airflow-core", "dbt-core")
     lines = (REPO / row.requirements).read_text().splitlines()
     asked = [line for line in lines if re.match(r"(apache-airflow|apache-airflow-task-sdk|dbt-core)\b[=<>~]", line)]
-    text = f"{row.name:12} python {row.python}  {' '.join(asked)}"
+    text = f"{row.name} python {row.python}  {' '.join(asked)}"
     if (REPO / row.lock).exists():
         locked = dict(
             line.split("==", 1) for line in (REPO / row.lock).read_text().splitlines() if line.startswith(wanted)
@@ -274,9 +260,7 @@ def pins(row: Row) -> str:
         text += "\n    locked: " + ", ".join(f"{name} {locked[name]}" for name in wanted if name in locked)
     text += f"\n    as of {row.exclude_newer}"
     if row.newer_packages:
-        text += f"; as of {DBT_DATE}: {', '.join(row.newer_packages)}"
-    if row.prefer:
-        text += f"; keeping {row.prefer}'s pins where they fit"
+        text += f"; as of {row.newer_date}: {', '.join(row.newer_packages)}"
     return text + (f"\n    overrides: {row.overrides}" if row.overrides else "")
 
 
@@ -332,13 +316,14 @@ def main(argv: list[str]) -> int:
                 table[name]["unit"] = result
         if args.phase in ("all", "stack"):
             for row in installed:
-                table[row.name]["stack"] = run_pytest(row, row.stack)
-    print(f"\n{'row':12} {'phase':6} {'seconds':>8}  result")
+                table[row.name]["stack"] = run_pytest(row, STACK)
+    width = max(len(name) for name in ["row", *table, *failed_install])
+    print(f"\n{'row':{width}} {'phase':7} {'seconds':>8}  result")
     for name, phases in table.items():
         for phase, (ok, took) in phases.items():
-            print(f"{name:12} {phase:6} {took:8.0f}  {'passed' if ok else 'FAILED'}")
+            print(f"{name:{width}} {phase:7} {took:8.0f}  {'passed' if ok else 'FAILED'}")
     for name in failed_install:
-        print(f"{name:12} {'install':6} {'':>8}  FAILED")
+        print(f"{name:{width}} {'install':7} {'':>8}  FAILED")
     ok = not failed_install and all(ok for phases in table.values() for ok, _ in phases.values())
     return 0 if ok else 1
 
