@@ -84,7 +84,7 @@ class Row:
 
 #: A row's real-stack subset, every test marked `row`: the core path, a failing model and its descendants,
 #: a producer killed mid-build, a consumer retry after a UI clear, one poll per tick.
-STACK = ("tests/integration", "-m", "row")
+STACK = ("tests/integration", "-m", "row", "--durations=10")
 
 #: Each row pairs an older Airflow line with a Python and a dbt the main row does not run, so that every
 #: declared line runs the unit suite and the real-stack subset in three rows (one row per line took 26 of
