@@ -205,3 +205,55 @@ def test_a_selection_criterion_matching_nothing_is_named_at_parse_time(
     warned = [line for line in lines if "matches no enabled node" in line]
     assert warned and all("criterion 'stg_orderz' of the selection" in line for line in warned)
     assert all("did you mean 'stg_orders'?" in line for line in warned)
+
+
+def test_only_files_dbt_reads_change_the_fingerprint(jaffle: Path) -> None:
+    # A data file, a script or a README in the project folder is not parsed by dbt: the graph stays cached.
+    p = locate_project(jaffle)
+    first, _ = fingerprint(p)
+    (jaffle / "input.csv").write_text("x\n1\n")
+    (jaffle / "scripts").mkdir()
+    (jaffle / "scripts" / "load.py").write_text("print(1)")
+    (jaffle / "README.md").write_text("# notes")
+    assert fingerprint(p)[0] == first
+    for read in ("selectors.yml", "macros/new_macro.sql", "seeds/extra.csv"):
+        changed = jaffle / read
+        changed.parent.mkdir(exist_ok=True)
+        changed.write_text("x")
+        assert fingerprint(p)[0] != first, read
+        changed.unlink()
+        assert fingerprint(p)[0] == first, read
+
+
+def test_a_path_setting_names_what_dbt_reads_and_one_it_renders_hashes_every_file(jaffle: Path) -> None:
+    project_yml = jaffle / "dbt_project.yml"
+    original = project_yml.read_text()
+    project_yml.write_text(original + "\nanalysis-paths: ['notebooks']\n")
+    p = locate_project(jaffle)
+    first, _ = fingerprint(p)
+    (jaffle / "notebooks").mkdir()
+    (jaffle / "notebooks" / "a.sql").write_text("select 1")
+    assert fingerprint(p)[0] != first
+    # A path dbt renders (or one outside the project) cannot be followed: every file of the folder counts.
+    project_yml.write_text(original + "\nanalysis-paths: [\"{{ env_var('ANALYSES', 'analyses') }}\"]\n")
+    first, _ = fingerprint(p)
+    (jaffle / "input.csv").write_text("x\n1\n")
+    assert fingerprint(p)[0] != first
+
+
+def test_old_path_names_and_local_packages_keep_their_files_in_the_fingerprint(jaffle: Path) -> None:
+    project_yml = jaffle / "dbt_project.yml"
+    original = project_yml.read_text()
+    project_yml.write_text(original + "\nsource-paths: ['transform']\n")  # model-paths' old name, still read
+    p = locate_project(jaffle)
+    first, _ = fingerprint(p)
+    (jaffle / "transform").mkdir()
+    (jaffle / "transform" / "m.sql").write_text("select 1")
+    assert fingerprint(p)[0] != first
+    # A local package is installed as a link the walk does not follow: every file of the folder counts.
+    project_yml.write_text(original)
+    (jaffle / "packages.yml").write_text("packages:\n  - local: my_package\n")
+    first, _ = fingerprint(p)
+    (jaffle / "my_package").mkdir()
+    (jaffle / "my_package" / "macro.sql").write_text("{% macro m() %}1{% endmacro %}")
+    assert fingerprint(p)[0] != first

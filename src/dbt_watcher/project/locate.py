@@ -1,5 +1,5 @@
 """A dbt project on disk: find and check it (the same search for profiles.yml as dbt's), and the
-fingerprint of every file dbt may read, with the environment variables its parse reads."""
+fingerprint of every file dbt reads when it parses, with the environment variables its parse reads."""
 
 from __future__ import annotations
 
@@ -16,6 +16,33 @@ from dbt_watcher.invocation.secrets import ENV_VAR, is_secret_name
 
 # Directories whose contents never change what dbt parses.
 _IGNORED_DIRS = frozenset({".git", ".venv", "venv", "__pycache__", "node_modules", ".dbt_watcher"})
+# What dbt reads of a project when it parses: these files at its root, and the folders dbt_project.yml names
+# (dbt's defaults where it names none). Nothing else there changes the graph: a data file, a script or a
+# README dropped into the project folder must not send every DAG file that uses the project back to dbt.
+_ROOT_FILES = (
+    "dbt_project.yml",
+    "packages.yml",
+    "dependencies.yml",
+    "package-lock.yml",
+    "selectors.yml",
+    ".dbtignore",
+    "catalogs.yml",
+    "vars.yml",  # dbt 1.12
+)
+_SOURCE_PATHS: dict[str, tuple[str, ...]] = {
+    "model-paths": ("models",),
+    "source-paths": (),  # the old name of model-paths, still honoured
+    "seed-paths": ("seeds",),
+    "data-paths": (),  # the old name of seed-paths
+    "test-paths": ("tests",),
+    "analysis-paths": ("analyses",),
+    "macro-paths": ("macros",),
+    "snapshot-paths": ("snapshots",),
+    "function-paths": ("functions",),  # dbt 1.11
+    "osi-paths": ("osi", "OSI"),  # dbt 1.12
+    "docs-paths": (),
+    "asset-paths": (),
+}
 _IGNORED_SUFFIXES = (".duckdb", ".duckdb.wal", ".pyc", ".log")
 _HASH_CONTENT_LIMIT = 1 << 20  # bigger files (large seeds) are fingerprinted by size and mtime
 # dbt's own settings that choose what a parse reads, when no flag gives them.
@@ -57,10 +84,10 @@ def locate_project(
 
 
 def fingerprint(project: DbtProject, *, portable: bool = False) -> tuple[str, frozenset[str]]:
-    """A hash of every file dbt may read (project files and profiles.yml), and the names of the
-    environment variables they read with ``env_var()``: their values change what dbt parses (a
-    target chosen by ``env_var('DBT_TARGET')``, a schema from the environment), so they are part
-    of the graph cache's key.
+    """A hash of every file dbt reads when it parses (dbt_project.yml and its neighbours, the folders
+    it names, profiles.yml), and the names of the environment variables they read with ``env_var()``:
+    their values change what dbt parses (a target chosen by ``env_var('DBT_TARGET')``, a schema from
+    the environment), so they are part of the graph cache's key.
 
     ``portable``: the hash a prepared graph is found by on another machine (project/prepared.py):
     without profiles.yml (a dag-processor may have none), without installed packages (packages.yml
@@ -76,7 +103,7 @@ def fingerprint(project: DbtProject, *, portable: bool = False) -> tuple[str, fr
         skip.add(value if isinstance(value, str) and "{" not in value else default)
     digest = hashlib.sha256()
     names: set[str] = set()
-    files = sorted(_walk(project.project_dir, skip))
+    files = sorted(_files_dbt_reads(project.project_dir, settings, skip, portable))
     profiles = project.profiles_dir / "profiles.yml"
     # Named relative to the project (profiles.yml by its name: a connection's profile is rendered
     # in a new temporary folder each time), so a moved or re-rendered project keeps its key. The
@@ -137,6 +164,32 @@ def _find_profiles_dir(
         f"No profiles.yml found for the dbt project {str(project_dir)!r}.",
         "Pass profiles_dir=, set DBT_PROFILES_DIR, or put profiles.yml in the project folder.",
     )
+
+
+def _files_dbt_reads(root: Path, settings: Mapping[str, Any], skip: set[str], portable: bool) -> set[Path]:
+    """The files of the project dbt reads when it parses; every file of the folder where a path setting
+    is one this cannot follow (rendered by dbt, absolute, outside the project, the project itself)."""
+    keys = [*_SOURCE_PATHS.items(), *([] if portable else [("packages-install-path", ("dbt_packages",))])]
+    declared = [root / name for name in ("packages.yml", "dependencies.yml")]
+    if any(path.is_file() and b"local:" in path.read_bytes() for path in declared):
+        return set(_walk(root, skip))  # a local package is installed as a link, which the walk does not follow
+    folders: set[str] = set()
+    for key, default in keys:
+        value = settings.get(key, list(default))
+        paths = [value] if isinstance(value, str) and key == "packages-install-path" else value
+        if not isinstance(paths, list) or not all(isinstance(v, str) and _inside(v) for v in paths):
+            return set(_walk(root, skip))
+        folders.update(paths)
+    found = {root / name for name in _ROOT_FILES if (root / name).is_file()}
+    for folder in folders:
+        if (root / folder).is_dir() and Path(folder).parts[0] not in skip:
+            found.update(_walk(root / folder, skip))
+    return found
+
+
+def _inside(path: str) -> bool:
+    parts = Path(path).parts
+    return bool(parts) and "{" not in path and not Path(path).is_absolute() and ".." not in parts
 
 
 def _walk(root: Path, skip: set[str]) -> list[Path]:
