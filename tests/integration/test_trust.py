@@ -26,9 +26,16 @@ def test_tests_cancelled_by_fail_fast_leave_their_model_red(stack: AirflowStack)
     verdict = assert_verdicts(stack, out)
     states = out.group()
     assert states["orders_enriched"] == "failed" and states["dbt_producer"] == "failed"
-    cancelled = [uid for uid, s in verdict.status.items() if s == "skipped"]
-    assert cancelled, "dbt cancelled something"
-    assert "--fail-fast" in stack.task_log(out.dag_id, out.run_id, "shop.dbt_producer")
+    producer_log = stack.task_log(out.dag_id, out.run_id, "shop.dbt_producer")
+    assert "--fail-fast" in producer_log
+    if verdict.selection_unknown:
+        # dbt-duckdb sometimes raises while fail-fast cancels the other threads' queries ("Connection
+        # already closed!"): no run_results.json, the live events are dbt's last word (the oracle reads
+        # them from dbt's log), and the tests dbt never ran leave their models red
+        assert "dbt wrote no run_results.json" in producer_log
+    else:
+        cancelled = [uid for uid, s in verdict.status.items() if s == "skipped"]
+        assert cancelled, "dbt cancelled something"
 
 
 def test_a_relationships_test_skipped_because_its_other_parent_failed_is_not_a_pass(stack: AirflowStack) -> None:

@@ -15,9 +15,10 @@ from dbt_watcher import airflow_lines, compat
 from dbt_watcher.airflow_lines import AirflowException, AirflowFailException
 from dbt_watcher.channel.channel import StatusChannel
 from dbt_watcher.config import WatcherConfig
+from dbt_watcher.errors import DbtInvocationError
 from dbt_watcher.invocation.command import DbtProject
 from dbt_watcher.invocation.runners import Outcome
-from dbt_watcher.invocation.selection import TestFacts
+from dbt_watcher.invocation.selection import SELECTION_EVENT, TestFacts
 from dbt_watcher.producer import operator as producer_module
 from dbt_watcher.producer.ledger import LedgerBook
 from dbt_watcher.producer.operator import DbtProducerOperator
@@ -49,7 +50,8 @@ def node_events(uid: str, status: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 class FakeRunner:
-    """Plays dbt's events, writes its run_results.json, exits with ``code``; or dies at ``die_after``."""
+    """Plays dbt's events, writes its run_results.json, exits with ``code``; or dies at ``die_after``; or,
+    with ``raises``, ends as a dbt that raised: no run_results.json, ``Outcome(ran=False)``."""
 
     def __init__(
         self,
@@ -59,8 +61,9 @@ class FakeRunner:
         die_after: int | None = None,
         run_results: list[dict[str, Any]] | None = None,
         die_at_end: bool = False,
+        raises: str | None = None,
     ) -> None:
-        self.die_at_end = die_at_end
+        self.die_at_end, self.raises = die_at_end, raises
         self.events, self.code, self.die_after, self.run_results = events, code, die_after, run_results
         self.commands: list[Any] = []
 
@@ -80,6 +83,8 @@ class FakeRunner:
             if self.die_after is not None and i >= self.die_after:
                 raise SystemExit("killed")  # what a SIGTERM looks like to the task
             on_event(name, data)
+        if self.raises is not None:
+            return Outcome(False, error=self.raises, exit_code=2)
         results = self.run_results
         if results is None:
             results = [
@@ -293,6 +298,23 @@ def test_with_fail_fast_the_closing_record_is_published_and_final(
     status = stage.status()
     assert status.final_only and status.results[B].status == "skipped" and status.results[B].closing
     assert final_decision(stage.producer.consumers[1].watch, status).action is Action.FAIL
+
+
+def test_with_fail_fast_a_dbt_that_raised_leaves_its_live_events_as_its_last_word(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # dbt-duckdb can raise while --fail-fast cancels the other threads' queries: no run_results.json
+    stage = Stage(tmp_path, monkeypatch, dbt_args=["--fail-fast"])
+    selection = (SELECTION_EVENT, {"unique_ids": [A, B, TEST_B]})
+    events = [selection, *node_events(A, "success"), *node_events(B, "success")]  # TEST_B never ran
+    with pytest.raises(DbtInvocationError, match="raised after it started building: ConnectionException"):
+        stage.attempt(1, FakeRunner(events, raises="ConnectionException: Connection already closed!"))
+    status = stage.status()
+    assert not status.final_only and status.error and "Connection already closed" in status.error
+    a, b = (consumer.watch for consumer in stage.producer.consumers)
+    assert final_decision(a, status).action is Action.SUCCEED  # dbt's last word: success, no test gates it
+    decision = final_decision(b, status)  # built, but its test was cancelled: not proven
+    assert decision.action is Action.FAIL and "not_null_b" in decision.reason
 
 
 def test_resume_rebuilds_failed_nodes_and_tests_not_green_consumers(

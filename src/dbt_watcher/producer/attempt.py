@@ -207,18 +207,16 @@ class Attempt:
             outcome = self.dbt.run(command, events)
         except BaseException as exc:
             # Killed or crashed mid-build: tell consumers now rather than after a silent head.
+            writer.set_head(final_only=False)  # no closing record is coming (see _publish_closing_record)
             finish_quietly(writer, f"the producer stopped: {type(exc).__name__}: {exc}")
             raise
+        run_results = self._publish_closing_record(writer, results, selected)
         if not outcome.ran:
             error = outcome.error or "dbt could not run"
-            self._record(outcome.exit_code, f"dbt could not run: {error}", events.started)
+            what = "raised after it started building" if events.started else "could not run"
+            self._record(outcome.exit_code, f"dbt {what}: {error}", events.started)
             finish_quietly(writer, error, outcome.exit_code)
-            raise DbtInvocationError(f"dbt build could not run: {error}")
-        run_results = read_run_results(self.target_path)
-        selected.finish(run_results)
-        for final in closing_record(run_results, results, everything=self.fail_fast):
-            results[final.unique_id] = final.with_attempt(self.number)
-            writer.publish(final)
+            raise DbtInvocationError(f"dbt build {what}: {error}")
         hooks = hook_problems(run_results)
         problem = None
         if outcome.exit_code:
@@ -229,6 +227,29 @@ class Attempt:
         return self._close(
             writer, results, exit_code=outcome.exit_code, problem=problem, dbt_ran=events.started, hooks=hooks
         )
+
+    def _publish_closing_record(
+        self, writer: ChannelWriter, results: dict[str, NodeResult], selected: SelectionPublisher
+    ) -> Mapping[str, Any] | None:
+        """Publish what dbt's run_results.json says differently from its live events (with ``--fail-fast``:
+        every node's final status, which consumers wait for).
+
+        dbt ends without one when it raises instead of returning (dbt-duckdb 1.11 can raise while
+        ``--fail-fast`` cancels the other threads' queries: ``Connection already closed!``). Then the
+        live events are the last word this invocation gave on each node, so consumers stop waiting for a
+        closing record and judge them; the tests it never ran still have no result, so they gate.
+        """
+        run_results = read_run_results(self.target_path)
+        selected.finish(run_results)
+        if run_results is None:
+            if self.fail_fast:
+                log.warning("dbt wrote no run_results.json: its live events are its last word on each node")
+            writer.set_head(final_only=False)
+            return None
+        for final in closing_record(run_results, results, everything=self.fail_fast):
+            results[final.unique_id] = final.with_attempt(self.number)
+            writer.publish(final)
+        return run_results
 
     def generate_docs(self) -> None:  # after _close: consumers never wait for the docs
         """``dbt docs generate --static`` for the group's selection into ``<run>/docs`` (``docs=True``):
