@@ -12,7 +12,7 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 
 help:
 	@echo "make demo   - run the example DAG end to end in a real Airflow stack (DuckDB) and print per-model results"
-	@echo "make test   - run the whole test suite (unit + real-stack integration) but the long workloads"
+	@echo "make test   - run the whole test suite (unit + real-stack integration) but the long workloads, as jobs side by side"
 	@echo "make test-long - the long workloads make test skips (1,000 consumers, a triggerer killed)"
 	@echo "make test-rows - the other Airflow, Python and dbt lines, each in a venv of its own (ROWS=... for some)"
 	@echo "make lint   - ruff, ruff format --check, mypy --strict"
@@ -31,9 +31,16 @@ install: $(STAMP)
 services: $(STAMP)
 	$(PY) -m devstack.services
 
-# pytest exits 5 when it collects nothing; that is not a failure of the suite.
+# The whole suite as jobs side by side (devstack/suite.py: unit suite, then the integration suite in two
+# halves, two real stacks at a time); SUITE_ARGS=--rows adds every version row (CI). PYTEST_ARGS=... runs
+# plain pytest with them instead; pytest exits 5 when it collects nothing, not a failure of the suite.
+SUITE_ARGS ?=
 test: $(STAMP) services
+ifeq ($(strip $(PYTEST_ARGS)),)
+	$(PY) -m devstack.suite $(SUITE_ARGS)
+else
 	$(PY) -m pytest $(PYTEST_ARGS) || { s=$$?; if [ $$s -eq 5 ]; then echo "pytest collected no tests"; else exit $$s; fi; }
+endif
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

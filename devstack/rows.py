@@ -17,11 +17,11 @@ Every venv installs from the shared uv cache, so rows share their downloads.
     python -m devstack.rows [ROW...] --phase unit|stack     only the unit suites, or only the real-stack subsets
     python -m devstack.rows [ROW...] -- PYTEST_ARGS...      run these pytest arguments on each row instead
 
-A row's tests are its unit suite and a real-stack subset (the tests marked ``row``). The unit suites are
-processes of their own that share nothing, so they run --jobs at a time (default: one per core); the
-stacks run one at a time, as every real stack here does: each is a whole Airflow deployment. Nothing runs
-beside a stack: unit suites at the lowest CPU priority (nice 19, or SCHED_IDLE) beside one made the
-airflow-3.0 subset take 268 s and 276 s instead of 216 s, more than they would have saved.
+A row's tests are its unit suite and a real-stack subset (the tests marked ``row``), two jobs
+(devstack.jobs). Alone, ``python -m devstack.rows`` runs the unit suites --jobs at a time, then the stacks one
+at a time; in CI the suite (``python -m devstack.suite --rows``) runs them beside the main row's jobs: unit
+suites all at once first, then two stacks at a time. (A unit suite beside a stack, even at the lowest CPU
+priority, slowed the stack more than it saved: the unit suites run before every stack.)
 """
 
 from __future__ import annotations
@@ -34,12 +34,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from devstack.jobs import REPO, Job, run_jobs, table
+
 ROWS_DIR = "requirements/rows"
 VENVS = REPO / ".venv-rows"
 STAMP = ".rows-stamp"
@@ -204,48 +203,41 @@ def install(row: Row) -> None:
     stamp.write_text(digest)
 
 
-def _pytest(row: Row, args: tuple[str, ...]) -> list[str]:
-    return [str(row.venv / "bin" / "python"), "-m", "pytest", *args, *COMMON]
-
-
 def _env(row: Row) -> dict[str, str]:
     env = {**os.environ, "DBT_WATCHER_ROW": row.name, "VIRTUAL_ENV": str(row.venv)}
     env["PATH"] = f"{row.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     return env
 
 
-def _passed(code: int) -> bool:
-    return code in (0, 5)  # 5: pytest collected nothing
+def job(row: Row, phase: str, args: tuple[str, ...], *, stack: bool, expected: float) -> Job:
+    """A job running ``args`` with the row's pytest."""
+    python = str(row.venv / "bin" / "python")
+    return Job(f"{row.name} {phase}", (*args, *COMMON), python, _env(row), stack=stack, expected=expected)
 
 
-def unit_suites(rows: list[Row], jobs: int) -> dict[str, tuple[bool, float]]:
-    """Every row's unit suite, `jobs` at a time; each one's output printed whole when it ends."""
-    results: dict[str, tuple[bool, float]] = {}
-    waiting = list(rows)
-    running: list[tuple[Row, subprocess.Popen[bytes], Any, float]] = []
-    while waiting or running:
-        while waiting and len(running) < jobs:
-            row = waiting.pop(0)
-            out = tempfile.TemporaryFile()  # noqa: SIM115 -- closed when its suite ends, below
-            proc = subprocess.Popen(_pytest(row, UNIT), cwd=REPO, env=_env(row), stdout=out, stderr=subprocess.STDOUT)
-            running.append((row, proc, out, time.monotonic()))
-        time.sleep(0.5)
-        for entry in [e for e in running if e[1].poll() is not None]:
-            row, proc, out, started = entry
-            running.remove(entry)
-            took = time.monotonic() - started
-            out.seek(0)
-            print(f"[{row.name}] unit suite ({took:.0f} s):\n{out.read().decode(errors='replace')}", flush=True)
-            out.close()
-            results[row.name] = (_passed(proc.returncode), took)
-    return results
+def jobs(row: Row, phase: str = "all") -> list[Job]:
+    """The row's unit suite and its real-stack subset (their CI times on the 2-core machine: about 250 s
+    and 300-370 s)."""
+    found = []
+    if phase in ("all", "unit"):
+        found.append(job(row, "unit", UNIT, stack=False, expected=250))
+    if phase in ("all", "stack"):
+        found.append(job(row, "stack", STACK, stack=True, expected=330))
+    return found
 
 
-def run_pytest(row: Row, args: tuple[str, ...]) -> tuple[bool, float]:
-    started = time.monotonic()
-    print(f"[{row.name}] pytest {' '.join(args)}", flush=True)
-    code = subprocess.run(_pytest(row, args), cwd=REPO, env=_env(row), check=False).returncode
-    return _passed(code), time.monotonic() - started
+def install_all(rows: list[Row]) -> tuple[list[Row], list[str]]:
+    """Install each row; the rows installed, and the names of those whose install failed."""
+    installed: list[Row] = []
+    failed: list[str] = []
+    for row in rows:
+        try:
+            install(row)
+            installed.append(row)
+        except subprocess.CalledProcessError as error:
+            failed.append(row.name)
+            print(f"[{row.name}] install failed ({error.returncode})", flush=True)
+    return installed, failed
 
 
 def pins(row: Row) -> str:
@@ -294,38 +286,19 @@ def main(argv: list[str]) -> int:
         for row in rows:
             compile_row(row)
         return 0
-    installed: list[Row] = []
-    failed_install: list[str] = []
-    for row in rows:
-        try:
-            install(row)
-            installed.append(row)
-        except subprocess.CalledProcessError as error:
-            failed_install.append(row.name)
-            print(f"[{row.name}] install failed ({error.returncode})", flush=True)
+    installed, failed_install = install_all(rows)
     if args.install:
         return 1 if failed_install else 0
-    # name: (ok, seconds) per phase
-    table: dict[str, dict[str, tuple[bool, float]]] = {row.name: {} for row in installed}
     if pytest_args is not None:
-        for row in installed:
-            table[row.name]["pytest"] = run_pytest(row, pytest_args)
+        results = run_jobs([job(row, "pytest", pytest_args, stack=True, expected=0) for row in installed], 1)
     else:
-        if args.phase in ("all", "unit"):
-            for name, result in unit_suites(installed, max(1, args.jobs)).items():
-                table[name]["unit"] = result
-        if args.phase in ("all", "stack"):
-            for row in installed:
-                table[row.name]["stack"] = run_pytest(row, STACK)
-    width = max(len(name) for name in ["row", *table, *failed_install])
-    print(f"\n{'row':{width}} {'phase':7} {'seconds':>8}  result")
-    for name, phases in table.items():
-        for phase, (ok, took) in phases.items():
-            print(f"{name:{width}} {phase:7} {took:8.0f}  {'passed' if ok else 'FAILED'}")
+        every = [found for row in installed for found in jobs(row, args.phase)]
+        results = run_jobs([j for j in every if not j.stack], at_once=max(1, args.jobs))
+        results += run_jobs([j for j in every if j.stack], at_once=1)
+    print("\n" + table(results))
     for name in failed_install:
-        print(f"{name:{width}} {'install':7} {'':>8}  FAILED")
-    ok = not failed_install and all(ok for phases in table.values() for ok, _ in phases.values())
-    return 0 if ok else 1
+        print(f"{name}: install FAILED")
+    return 0 if not failed_install and all(r.passed for r in results) else 1
 
 
 if __name__ == "__main__":
