@@ -23,4 +23,5 @@ class ParameterError(ConfigurationError, TypeError):
 
 
 class DbtInvocationError(DbtWatcherError):
-    """dbt itself could not run (bad profile, parse error, crash): no node result exists."""
+    """dbt could not run (bad profile, parse error), or stopped after it started building without returning
+    (it raised, or was killed): the node results it reported before are all there is."""

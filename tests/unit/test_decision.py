@@ -104,6 +104,15 @@ def test_warned_tests_are_green_with_a_warning() -> None:
     assert d.action is Action.SUCCEED and any("2 rows" in w for w in d.warnings)
 
 
+def test_a_test_of_an_earlier_attempt_does_not_prove_a_later_build() -> None:
+    # attempt 2 rebuilt the node and ran one of its tests before dbt stopped; the other passed in attempt 1
+    rebuilt = status(FINISHED, res(attempt=2), res(TEST, "pass", attempt=1), res(TEST2, "pass", attempt=2), attempt=2)
+    d = run(TESTED, rebuilt)
+    assert d.action is Action.FAIL and "unique_orders_id" in d.reason
+    resumed = status(FINISHED, res(attempt=1), res(TEST, "pass", attempt=2), res(TEST2, "pass", attempt=1), attempt=2)
+    assert run(TESTED, resumed).action is Action.SUCCEED  # the tests re-ran on the build they check, or a later
+
+
 # ---------------------------------------------------------------- kind 2: a node's verdict is its final one
 def test_partial_success_is_not_success() -> None:
     d = run(W, status(FINISHED, res(state="partial success", message="PARTIAL SUCCESS (2/3)")))

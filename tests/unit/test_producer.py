@@ -307,7 +307,7 @@ def test_with_fail_fast_a_dbt_that_raised_leaves_its_live_events_as_its_last_wor
     stage = Stage(tmp_path, monkeypatch, dbt_args=["--fail-fast"])
     selection = (SELECTION_EVENT, {"unique_ids": [A, B, TEST_B]})
     events = [selection, *node_events(A, "success"), *node_events(B, "success")]  # TEST_B never ran
-    with pytest.raises(DbtInvocationError, match="raised after it started building: ConnectionException"):
+    with pytest.raises(DbtInvocationError, match="stopped after it started building: ConnectionException"):
         stage.attempt(1, FakeRunner(events, raises="ConnectionException: Connection already closed!"))
     status = stage.status()
     assert not status.final_only and status.error and "Connection already closed" in status.error
@@ -315,6 +315,24 @@ def test_with_fail_fast_a_dbt_that_raised_leaves_its_live_events_as_its_last_wor
     assert final_decision(a, status).action is Action.SUCCEED  # dbt's last word: success, no test gates it
     decision = final_decision(b, status)  # built, but its test was cancelled: not proven
     assert decision.action is Action.FAIL and "not_null_b" in decision.reason
+
+
+def test_with_fail_fast_a_producer_killed_after_dbts_closing_record_publishes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # dbt wrote run_results.json (the test it cancelled: skipped), then the task was killed
+    stage = Stage(tmp_path, monkeypatch, dbt_args=["--fail-fast"])
+    events = [*node_events(A, "error"), *node_events(B, "success"), *node_events(TEST_B, "pass")]
+    results = [
+        {"unique_id": A, "status": "error"},
+        {"unique_id": B, "status": "success"},
+        {"unique_id": TEST_B, "status": "skipped", "message": "Skipping due to fail_fast"},
+    ]
+    with pytest.raises(SystemExit):
+        stage.attempt(1, FakeRunner(events, code=1, run_results=results, die_at_end=True))
+    status = stage.status()
+    assert status.final_only and status.results[TEST_B].closing and status.results[TEST_B].skipped
+    assert final_decision(stage.producer.consumers[1].watch, status).action is Action.FAIL
 
 
 def test_resume_rebuilds_failed_nodes_and_tests_not_green_consumers(

@@ -206,14 +206,18 @@ class Attempt:
         try:
             outcome = self.dbt.run(command, events)
         except BaseException as exc:
-            # Killed or crashed mid-build: tell consumers now rather than after a silent head.
-            writer.set_head(final_only=False)  # no closing record is coming (see _publish_closing_record)
+            # Killed or crashed mid-build: tell consumers now rather than after a silent head. dbt may
+            # have written its closing record before the end (an interrupted dbt writes it, then raises).
+            try:
+                self._publish_closing_record(writer, results)
+            except Exception:
+                log.exception("Could not read dbt's run_results.json after the producer stopped")
             finish_quietly(writer, f"the producer stopped: {type(exc).__name__}: {exc}")
             raise
         run_results = self._publish_closing_record(writer, results, selected)
         if not outcome.ran:
             error = outcome.error or "dbt could not run"
-            what = "raised after it started building" if events.started else "could not run"
+            what = "stopped after it started building" if events.started else "could not run"
             self._record(outcome.exit_code, f"dbt {what}: {error}", events.started)
             finish_quietly(writer, error, outcome.exit_code)
             raise DbtInvocationError(f"dbt build {what}: {error}")
@@ -229,19 +233,25 @@ class Attempt:
         )
 
     def _publish_closing_record(
-        self, writer: ChannelWriter, results: dict[str, NodeResult], selected: SelectionPublisher
+        self, writer: ChannelWriter, results: dict[str, NodeResult], selected: SelectionPublisher | None = None
     ) -> Mapping[str, Any] | None:
         """Publish what dbt's run_results.json says differently from its live events (with ``--fail-fast``:
-        every node's final status, which consumers wait for).
+        every node's final status, which consumers wait for); ``selected`` takes the selection from it.
 
-        dbt ends without one when it raises instead of returning (dbt-duckdb 1.11 can raise while
-        ``--fail-fast`` cancels the other threads' queries: ``Connection already closed!``). Then the
+        dbt writes none when it raises instead of returning (dbt-duckdb 1.11 can, while ``--fail-fast``
+        cancels the other threads' queries: ``Connection already closed!``) or is killed first. Then the
         live events are the last word this invocation gave on each node, so consumers stop waiting for a
-        closing record and judge them; the tests it never ran still have no result, so they gate.
+        closing record and judge them; the tests it never ran still have no result, so they gate. A file
+        that exists but cannot be read is not an absent one: consumers go on waiting for the closing
+        record, and no node is green on its live events alone.
         """
         run_results = read_run_results(self.target_path)
-        selected.finish(run_results)
+        if selected is not None:
+            selected.finish(run_results)
         if run_results is None:
+            if (self.target_path / "run_results.json").exists():
+                log.error("dbt's run_results.json of attempt %d cannot be read", self.number)
+                return None
             if self.fail_fast:
                 log.warning("dbt wrote no run_results.json: its live events are its last word on each node")
             writer.set_head(final_only=False)

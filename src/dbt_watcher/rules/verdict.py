@@ -169,7 +169,8 @@ class _Verdict:
         bad, warned, missing = [], [], []
         for test_id in tests:
             test = status.results.get(test_id)
-            if test is None or (status.final_only and not test.closing):
+            # A test of an earlier attempt checked the relation this attempt's build replaced.
+            if test is None or (status.final_only and not test.closing) or test.attempt < result.attempt:
                 missing.append(test_id)
             elif test.status in _TEST_FAILURES or test.skipped or not test.succeeded:
                 bad.append(f"{_short(test_id)} ({test.status}: {test.message or 'no message'})")
