@@ -58,7 +58,8 @@ def run_jobs(jobs: Sequence[Job], at_once: int) -> list[JobResult]:
             while waiting and len(running) < max(1, at_once):
                 job = waiting.pop(0)
                 base = root / job.name.replace(" ", "-")
-                command = [job.python, "-m", "pytest", *job.pytest_args, f"--basetemp={base}"]
+                # unbuffered: what a job printed is there to show if the suite is stopped mid-job
+                command = [job.python, "-u", "-m", "pytest", *job.pytest_args, f"--basetemp={base}"]
                 print(f"[{job.name}] started: pytest {' '.join(job.pytest_args)}", flush=True)
                 output: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 -- closed when the job ends
                 env = dict(job.env) if job.env is not None else None
@@ -75,9 +76,11 @@ def run_jobs(jobs: Sequence[Job], at_once: int) -> list[JobResult]:
                 print(f"[{job.name}] ended ({took:.0f} s, exit {proc.returncode}):\n{text}", flush=True)
                 results.append(JobResult(job.name, passed(proc.returncode), took))
     finally:
-        for _, proc, out, _ in running:  # interrupted: stop what still runs (pytest stops its stacks)
+        for job, proc, out, _ in running:  # interrupted: stop what still runs (pytest stops its stacks)
             proc.terminate()
             proc.wait()
+            out.seek(0)
+            print(f"[{job.name}] stopped:\n{out.read().decode(errors='replace')}", flush=True)
             out.close()
         shutil.rmtree(root, ignore_errors=True)
     return results

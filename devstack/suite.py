@@ -12,6 +12,7 @@ of the 2-core CI machine; side by side the cores idle less.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -69,6 +70,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rows", action="store_true", help="every version row's tests as well (CI)")
     parser.add_argument("--stacks", type=int, default=2, help="real-stack jobs at a time (default: 2)")
     args = parser.parse_args(argv)
+    # A CI time limit stops the suite with SIGTERM: end the jobs and print what each one got to.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     jobs = main_row_jobs()
     failed_install: list[str] = []
