@@ -8,7 +8,6 @@ keeps a core busy, so they run all at once and the kernel shares the cores.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -91,7 +90,3 @@ def table(results: Sequence[JobResult]) -> str:
     lines = [f"{'job':{width}} {'seconds':>8}  result"]
     lines += [f"{r.name:{width}} {r.seconds:8.0f}  {'passed' if r.passed else 'FAILED'}" for r in results]
     return "\n".join(lines)
-
-
-def cores() -> int:
-    return os.cpu_count() or 1

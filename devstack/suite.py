@@ -15,7 +15,6 @@ import argparse
 import signal
 import sys
 import time
-from pathlib import Path
 
 from devstack import rows
 from devstack.jobs import REPO, Job, run_jobs, table
@@ -43,14 +42,18 @@ STACK_START = 50
 ARGS = ("-q", "-rfE", "-p", "no:cacheprovider")
 
 
+def seconds(name: str) -> float:
+    return SECONDS.get(name, 60)
+
+
 def halves(files: list[str]) -> tuple[list[str], list[str]]:
     """Two lists of integration files of about the same length, the longest file placed first."""
     parts: tuple[list[str], list[str]] = ([], [])
     lengths = [0.0, 0.0]
-    for name in sorted(files, key=lambda f: -SECONDS.get(f, 60)):
+    for name in sorted(files, key=lambda f: -seconds(f)):
         lighter = 0 if lengths[0] <= lengths[1] else 1
         parts[lighter].append(name)
-        lengths[lighter] += SECONDS.get(name, 60)
+        lengths[lighter] += seconds(name)
     return parts
 
 
@@ -60,7 +63,7 @@ def main_row_jobs() -> list[Job]:
     for number, part in enumerate(halves(files), start=1):
         if part:
             paths = tuple(f"tests/integration/{name}" for name in part)
-            expected = STACK_START + sum(SECONDS.get(name, 60) for name in part)
+            expected = STACK_START + sum(seconds(name) for name in part)
             jobs.append(Job(f"main stack {number}", (*paths, *ARGS, "--durations=10"), stack=True, expected=expected))
     return jobs
 
@@ -89,5 +92,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     sys.exit(main(sys.argv[1:]))

@@ -15,7 +15,7 @@ def test_every_integration_file_is_in_one_half_and_the_halves_are_close() -> Non
     files = sorted(p.name for p in (REPO / "tests" / "integration").glob("test_*.py"))
     first, second = suite.halves(files)
     assert sorted(first + second) == files and not set(first) & set(second)
-    lengths = [sum(suite.SECONDS.get(name, 60) for name in half) for half in (first, second)]
+    lengths = [sum(suite.seconds(name) for name in half) for half in (first, second)]
     assert abs(lengths[0] - lengths[1]) <= max(suite.SECONDS.values())
     stacks = [job for job in suite.main_row_jobs() if job.stack]
     assert len(stacks) == 2 and all(job.expected > suite.STACK_START for job in stacks)
