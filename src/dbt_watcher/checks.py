@@ -227,13 +227,14 @@ def _check_choices(params: Mapping[str, Any]) -> None:
             "consumer runs on a worker.",
             'Leave consumer_retry_queue out and pass operator_args={"queue": ...}, or keep deferrable=True.',
         )
-    if not isinstance(params["full_refresh"], bool) and "{{" not in str(params["full_refresh"]):
-        raise problem(
-            "full_refresh",
-            params["full_refresh"],
-            "is neither True/False nor a template",
-            'Pass full_refresh=True, or a template such as full_refresh="{{ params.full_refresh }}".',
-        )
+    for name in ("full_refresh", "skip_unchanged"):
+        if not isinstance(params[name], bool) and not (isinstance(params[name], str) and "{{" in params[name]):
+            raise problem(
+                name,
+                params[name],
+                "is neither True/False nor a template",
+                f'Pass {name}=True, or a template such as {name}="{{{{ params.{name} }}}}".',
+            )
     if params["source_freshness"] is not False and not (
         params["source_freshness"] is True or callable(params["source_freshness"])
     ):

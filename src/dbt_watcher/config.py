@@ -40,6 +40,9 @@ class WatcherConfig:
     vars: Mapping[str, Any] | None = None
     #: Add ``--full-refresh`` to the build (a bool, or a template like "{{ params.full_refresh }}").
     full_refresh: bool | str = False
+    #: Build only what changed since its last successful build in this group; every other consumer ends
+    #: skipped, "unchanged since run ..." (a bool, or a template; full-refresh runs build everything).
+    skip_unchanged: bool | str = False
     #: Consumers wait in the triggerer (True) or in a worker slot (False).
     deferrable: bool = True
     #: Seconds between two reads of the group's status (one read per group, shared by all consumers).

@@ -138,6 +138,7 @@ def dbt_watcher_group(
     selector: str | None = None,
     vars: Mapping[str, Any] | None = None,
     full_refresh: bool | str = False,
+    skip_unchanged: bool | str = False,
     deferrable: bool = True,
     poke_interval: float = 0.5,
     timeout: float | timedelta = timedelta(hours=24),

@@ -26,6 +26,7 @@ from dbt_watcher.producer.operator import DbtProducerOperator
 from dbt_watcher.project.graph import DbtNode, ProjectGraph
 from dbt_watcher.project.selection import Selection
 from dbt_watcher.rules.assets import producer_alias
+from dbt_watcher.rules.build_state import fingerprint
 from dbt_watcher.rules.lineage import NodeLineage
 from dbt_watcher.rules.translator import DbtWatcherTranslator
 from dbt_watcher.rules.watch import ConsumerTask, Watch
@@ -153,6 +154,10 @@ def _runtime(source: Rendering, group: DbtWatcherGroup) -> GroupRuntime:
             if cfg.only_changed_sources
             else {}
         ),
+        source_ids_by_uri={cfg.naming.source_asset(graph.target, s).uri: s.unique_id for s in sources}
+        if cfg.skip_unchanged is not False
+        else {},
+        target_identity=fingerprint(graph.target.to_json()),
         consumer_positions={spec.node.unique_id: i for i, spec in enumerate(plan.consumers)},
         single_writer=single_writer(graph.target),
     )

@@ -84,6 +84,14 @@ class InProcessDbt:
         self._manifest = result.result
         return Outcome(ran=True)
 
+    def parsed_env_vars(self) -> dict[str, str] | None:
+        """The environment variables dbt read while parsing, with their values (dbt's own record, the one
+        its partial parsing checks); None before :meth:`prepare`. Secret ones (``DBT_ENV_SECRET_*``) dbt
+        does not record."""
+        if self._manifest is None:
+            return None
+        return {str(k): str(v) for k, v in (getattr(self._manifest, "env_vars", None) or {}).items()}
+
     def run(self, command: DbtCommand, on_event: EventCallback | None = None) -> Outcome:
         result = run_dbt(command, on_event=on_event, manifest=self._manifest)
         code = exit_code(result)
@@ -118,6 +126,10 @@ class SubprocessDbt:
 
     def prepare(self, command: DbtCommand) -> Outcome:
         return Outcome(ran=True)  # each subprocess parses for itself (with partial parsing)
+
+    def parsed_env_vars(self) -> dict[str, str] | None:
+        """Unknown: dbt's record of the environment it read stays in the other virtualenv's process."""
+        return None
 
     def test_facts(self, target_path: Path, test_ids: Iterable[str]) -> dict[str, TestFacts]:
         """What the selected tests check, from the manifest.json the build wrote before its first node."""

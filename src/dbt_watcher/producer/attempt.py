@@ -28,6 +28,7 @@ from dbt_watcher.producer.closing import FAIL_FAST_ARGS, SkipExplainer, closing_
 from dbt_watcher.producer.ledger import AttemptRecord, Ledger, LedgerBook
 from dbt_watcher.producer.narrowing import Narrowing, RunScope
 from dbt_watcher.producer.selection import SelectionPublisher
+from dbt_watcher.producer.unchanged import BuildStateKeeper
 from dbt_watcher.rules.artifacts import (
     partial_parse_cache,
     publish_attempt,
@@ -84,14 +85,22 @@ class Attempt:
         select: tuple[str, ...] = (),
         narrowing: Narrowing | None = None,
         selectors: Mapping[str, str] | None = None,
+        unchanged: BuildStateKeeper | None = None,
     ) -> AttemptOutcome:
-        """Build ``select`` (explicit node selectors), or the group's selection narrowed by ``narrowing``."""
+        """Build ``select`` (explicit node selectors), or the group's selection narrowed by ``narrowing``
+        and, with ``unchanged`` (``skip_unchanged``), less what needs no build."""
         scope = RunScope(tuple(plan))
-        if narrowing is not None and narrowing.active:
+        if (narrowing is not None and narrowing.active) or unchanged is not None:
             self._prepare()
+        if narrowing is not None and narrowing.active:
             self._narrow(scope, narrowing)
-            if scope.narrowed:
-                select = tuple((selectors or {})[uid] for uid in scope.built)
+        if unchanged is not None:
+            skipped = unchanged.find_unchanged(self.dbt, scope.built)
+            for uid, build in skipped.items():
+                scope.exclude((uid,), build.reason)
+            unchanged.mark_building(skipped)
+        if scope.narrowed:
+            select = tuple((selectors or {})[uid] for uid in scope.built)
         self.ledger = self.book.save(self.ledger.record(AttemptRecord(self.number)))
         writer = self.writer
         writer.set_head(final_only=self.fail_fast)

@@ -46,6 +46,7 @@ from dbt_watcher.producer.resume import nodes_to_resume
 from dbt_watcher.producer.run_args import call_hook, merge_returned
 from dbt_watcher.producer.selection import recorded_selection
 from dbt_watcher.producer.stall import watch_consumers
+from dbt_watcher.producer.unchanged import keeper_for
 from dbt_watcher.rules.artifacts import attempt_dir
 from dbt_watcher.rules.emission import EMITTED, add_events, emitted_record, pending_events, recorded
 from dbt_watcher.rules.lineage import Completion, emit_completions
@@ -67,7 +68,7 @@ class DbtProducerOperator(BaseOperator):
     """Runs ``dbt build`` once for the group and publishes each node's result as it finishes."""
 
     # Rendered by Airflow before execute: a run can be re-targeted from the trigger form.
-    template_fields = ("dbt_vars", "dbt_full_refresh", "dbt_select")
+    template_fields = ("dbt_vars", "dbt_full_refresh", "dbt_select", "dbt_skip_unchanged")
     ui_color = "#ff694b"
     ui_fgcolor = "#ffffff"
 
@@ -97,6 +98,7 @@ class DbtProducerOperator(BaseOperator):
         self.dbt_vars: Any = dict(cfg.vars or {})
         self.dbt_full_refresh: Any = cfg.full_refresh
         self.dbt_select: str = cfg.select_template or ""
+        self.dbt_skip_unchanged: Any = cfg.skip_unchanged
 
     def execute(self, context: Context) -> str:
         ti = context["ti"]
@@ -119,6 +121,9 @@ class DbtProducerOperator(BaseOperator):
         ProducerXComs(address).set(TASKS, self._task_map())  # for the UI plugin (dbt_watcher.ui)
         if self.alias is not None and ledger.assets_emitted:  # for the audit (consumer/emission.py)
             ProducerXComs(address).set(EMITTED, emitted_record(ledger.generation, ledger.assets_emitted))
+        keeper = keeper_for(
+            rt, address, self.consumers, context, skip=_truthy(self.dbt_skip_unchanged), built=ledger.built
+        )
         try:
             select = self._retry_selection(address, ledger, previous, number)
             if select is None:
@@ -133,6 +138,7 @@ class DbtProducerOperator(BaseOperator):
                         select=select,
                         narrowing=self._narrowing(context) if not ledger.built else None,
                         selectors={c.watch.unique_id: c.selector for c in self.consumers},
+                        unchanged=keeper,
                     )
                 ledger, results = outcome.ledger, dict(outcome.results)
         except BaseException as exc:
@@ -147,6 +153,8 @@ class DbtProducerOperator(BaseOperator):
             selection=writer.selection,
             selection_attempt=writer.selection_attempt,
         )
+        if keeper is not None:
+            keeper.record(status)
         problem = self._problem(address, ledger, status, built_now=select is not None)
         if problem is not None and self.alias is not None:  # Airflow drops the asset events of a failed task
             log.info(
@@ -156,9 +164,7 @@ class DbtProducerOperator(BaseOperator):
                 else "the nodes that succeeded get theirs from a later green try (audit=False)",
             )
         self._emit_lineage(context, status, run_path)
-        if rt.config.callback is not None:
-            log.info("Calling the group's callback with the artifacts folder %s", run_path)
-            rt.config.callback(run_path, context)
+        self._call_back(context, run_path)
         # Only after a build (it is what they wait for), and not under dag.test(): there the consumers
         # run one at a time after this task, so none can end while it watches.
         if rt.config.deferrable and select is not None and not compat.runs_inline(context):
@@ -280,6 +286,11 @@ class DbtProducerOperator(BaseOperator):
             select=self.dbt_select.strip() or None,
             changed_sources=changed,
         )
+
+    def _call_back(self, context: Context, run_path: Path) -> None:
+        if self.runtime.config.callback is not None:
+            log.info("Calling the group's callback with the artifacts folder %s", run_path)
+            self.runtime.config.callback(run_path, context)
 
     def _writer(
         self, channel: StatusChannel, mirror: Store, ledger: Ledger, previous: RunStatus | None, number: int

@@ -32,7 +32,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.+=-]")
 RUN_DEPTH = 4
 
 
-def _safe(part: str) -> str:
+def safe_part(part: str) -> str:
+    """A name as one folder of the layout: characters a path cannot hold become ``_``."""
     cleaned = _UNSAFE.sub("_", part).strip(".") or "_"
     return cleaned[:100]
 
@@ -40,12 +41,16 @@ def _safe(part: str) -> str:
 def _run_folders(dag_id: str, run_id: str) -> list[str]:
     """The two folder names of a DAG run in the layout: the DAG's, then the run's (``<run_id>~<hash>``)."""
     digest = hashlib.sha256(run_id.encode()).hexdigest()[:10]
-    return [_safe(dag_id), f"{_safe(run_id)}~{digest}"]
+    return [safe_part(dag_id), f"{safe_part(run_id)}~{digest}"]
+
+
+def group_folder(group_id: str, map_index: int) -> str:
+    """The folder name of a group (one per map index of a mapped group)."""
+    return safe_part(group_id) + (f"~map{map_index}" if map_index >= 0 else "")
 
 
 def run_dir(root: Path, dag_id: str, run_id: str, group_id: str, *, map_index: int, generation: str) -> Path:
-    group = _safe(group_id) + (f"~map{map_index}" if map_index >= 0 else "")
-    return root.joinpath(*_run_folders(dag_id, run_id), group, _safe(generation))
+    return root.joinpath(*_run_folders(dag_id, run_id), group_folder(group_id, map_index), safe_part(generation))
 
 
 def is_run_location(location: str, dag_id: str, run_id: str) -> bool:
@@ -60,7 +65,7 @@ def attempt_dir(run_path: Path, attempt: int) -> Path:
 
 
 def local_build_dir(run_path: Path, task_id: str, try_number: int) -> Path:
-    return run_path / "local" / _safe(task_id) / f"try-{try_number}"
+    return run_path / "local" / safe_part(task_id) / f"try-{try_number}"
 
 
 def read_json_object(path: Path) -> dict[str, Any] | None:

@@ -38,6 +38,10 @@ class GroupRuntime:
     freshness_sources_by_id: Mapping[str, str] = field(default_factory=dict)
     #: Asset URI of each source the group reads -> its dbt selector (for only_changed_sources).
     source_selectors_by_uri: Mapping[str, str] = field(default_factory=dict)
+    #: Asset URI of each source the group reads -> its unique id (for skip_unchanged: events name new data).
+    source_ids_by_uri: Mapping[str, str] = field(default_factory=dict)
+    #: A hash of the target's connection facts (never credentials): skip_unchanged's state is per target.
+    target_identity: str = ""
     #: Each node that has a consumer, with its place in dbt's order (parents first): whom a test gates.
     consumer_positions: Mapping[str, int] = field(default_factory=dict)
     #: The target's warehouse when it takes one writer at a time (a DuckDB file): every dbt invocation of

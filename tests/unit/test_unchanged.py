@@ -1,0 +1,164 @@
+"""skip_unchanged's decision and build state, with real dbt on the example project (no Airflow).
+
+Each "run" does what a producer's first attempt does: parse, find what is unchanged, mark the rest as
+building, build it in one dbt invocation, and record the end from the run's own results.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dbt_watcher.channel.records import Invocation, RunStatus
+from dbt_watcher.channel.wire import FINISHED
+from dbt_watcher.invocation.events import NodeResult
+from dbt_watcher.invocation.runners import InProcessDbt
+from dbt_watcher.producer.unchanged import BuildStateKeeper
+from dbt_watcher.project.locate import locate_project
+from dbt_watcher.rules import build_state
+from dbt_watcher.rules.watch import Watch
+from dbt_watcher.runtime.task_dbt import TaskDbt
+
+from ..conftest import JAFFLE_SHOP
+
+CUSTOMERS = "model.jaffle_shop.customers"
+STG_CUSTOMERS = "model.jaffle_shop.stg_customers"
+STG_APP_EVENTS = "model.jaffle_shop.stg_app_events"
+
+
+class Group:
+    """The example project, its build state, and one "run" after another."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.dir = tmp_path / "jaffle_shop"
+        shutil.copytree(JAFFLE_SHOP, self.dir, ignore=shutil.ignore_patterns("target", "logs", "*.duckdb*"))
+        # dbt runs the tests' SQL (dbt-duckdb keeps its database open in this process).
+        (self.dir / "macros" / "exec_sql.sql").write_text(
+            "{% macro exec_sql(statement) %}{% do run_query(statement) %}{% endmacro %}"
+        )
+        self.project = locate_project(self.dir)
+        self.state = tmp_path / "state"
+        self.runs = 0
+        self.plan: tuple[str, ...] = ()
+        self.names: dict[str, str] = {}
+
+    def run(self, *, vars: dict[str, Any] | None = None, full_refresh: bool = False) -> tuple[set[str], set[str]]:
+        """One run; returns (nodes skipped as unchanged, nodes that dbt built successfully)."""
+        self.runs += 1
+        runner = InProcessDbt()
+        dbt = TaskDbt(self.project, runner, Invocation(vars or {}, full_refresh), self.dir / f"run-{self.runs}")
+        assert runner.prepare(dbt.command("parse")).ran
+        self._read_plan(dbt.target_path)
+        keeper = BuildStateKeeper(self.state, f"run_{self.runs}", tuple(map(Watch, self.plan)), "target-1")
+        unchanged = keeper.find_unchanged(dbt, self.plan)
+        keeper.mark_building(unchanged)
+        results: dict[str, NodeResult] = {
+            uid: NodeResult(uid, "excluded", message=b.reason, attempt=1) for uid, b in unchanged.items()
+        }
+        selection: dict[str, dict[str, str]] = {}
+        todo = [self.names[uid] for uid in self.plan if uid not in unchanged]
+        if todo:
+            outcome, built, events = dbt.run_collecting(dbt.command("build", select=todo), attempt=1)
+            assert outcome.ran
+            results.update(built)
+            positions = {uid: i for i, uid in enumerate(self.plan)}
+            selection = dbt.gates(events.selected or frozenset(), positions)
+        status = RunStatus("g1", 1, FINISHED, results, selection=selection, selection_attempt=1)
+        keeper.record(status)
+        succeeded = {uid for uid, r in results.items() if r.succeeded and uid in self.plan}
+        return set(unchanged), succeeded
+
+    def _read_plan(self, target: Path) -> None:
+        manifest = json.loads((target / "manifest.json").read_text())
+        nodes = manifest["nodes"].values()
+        built = [n for n in nodes if n["resource_type"] in ("model", "seed", "snapshot")]
+        self.plan = tuple(sorted(n["unique_id"] for n in built))
+        self.names = {n["unique_id"]: n["name"] for n in built}
+
+    def edit(self, relative: str, old: str, new: str) -> None:
+        path = self.dir / relative
+        text = path.read_text()
+        assert old in text
+        path.write_text(text.replace(old, new))
+
+    def sql(self, statement: str) -> None:
+        args = ("--args", json.dumps({"statement": statement}))
+        command = self.project.command("run-operation exec_sql", target_path=self.dir / "ops", extra_args=args)
+        assert InProcessDbt().run(command).exit_code == 0
+
+
+@pytest.fixture
+def group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Group:
+    # A database of the test's own: dbt-duckdb keeps one open per path for the whole process.
+    monkeypatch.setenv("JAFFLE_DUCKDB_PATH", str(tmp_path / "jaffle_shop.duckdb"))
+    group = Group(tmp_path)
+    unchanged, built = group.run()
+    assert unchanged == set() and built == set(group.plan)  # run 1: no state, everything builds
+    return group
+
+
+def test_nothing_changed_builds_nothing_and_a_change_builds_its_subtree(group: Group) -> None:
+    group.sql("insert into main.raw_app_events values (1, 1, 'click', timestamp '2026-01-01 00:00:00')")
+    group.run()  # the source now has a max_loaded_at on record
+    unchanged, built = group.run()
+    assert built == set() and unchanged == set(group.plan)
+    state, _ = build_state.load(group.state)
+    assert state is not None and state.nodes[CUSTOMERS].reason.startswith("unchanged since run run_")
+
+    group.edit("models/staging/stg_customers.sql", "select", "select /* edited */")
+    unchanged, built = group.run()
+    downstream = {STG_CUSTOMERS, CUSTOMERS, "model.jaffle_shop.customer_lifetime_value"}
+    assert downstream <= built
+    assert built == set(group.plan) - unchanged
+    assert "model.jaffle_shop.stg_orders" in unchanged and "seed.jaffle_shop.raw_customers" in unchanged
+
+    # New data in a source (its max_loaded_at moved): its readers build, nothing else.
+    group.sql("insert into main.raw_app_events values (2, 1, 'click', timestamp '2026-02-01 00:00:00')")
+    unchanged, built = group.run()
+    assert STG_APP_EVENTS in built and CUSTOMERS in unchanged
+
+
+def test_a_node_whose_test_failed_builds_again_with_nothing_changed(group: Group) -> None:
+    group.edit(
+        "models/staging/_staging.yml",
+        "  - name: stg_app_events\n",
+        "  - name: stg_app_events\n    columns:\n      - name: event_id\n        data_tests: [unique]\n",
+    )
+    group.sql(
+        "insert into main.raw_app_events values (1, 1, 'click', timestamp '2026-01-01 00:00:00'), "
+        "(1, 1, 'duplicate', timestamp '2026-01-01 00:00:00')"
+    )
+    unchanged, built = group.run()
+    assert STG_APP_EVENTS in built  # the model built, its gating test failed: not green, not recorded
+    state, _ = build_state.load(group.state)
+    assert state is not None and STG_APP_EVENTS not in state.nodes and CUSTOMERS in state.nodes
+
+    # Same SQL, same test, same max_loaded_at: only the last build's failure says it must build again.
+    group.sql("delete from main.raw_app_events where event_type = 'duplicate'")
+    unchanged, built = group.run()
+    assert built == {STG_APP_EVENTS} and CUSTOMERS in unchanged
+    state, _ = build_state.load(group.state)
+    assert state is not None and STG_APP_EVENTS in state.nodes
+
+
+def test_changed_vars_full_refresh_and_a_broken_state_build_everything(group: Group) -> None:
+    assert group.run(vars={"region": "eu"})[0] == set()
+    assert group.run(full_refresh=True)[0] == set()
+    (group.state / "builds.json").write_text("{not json")
+    assert group.run()[0] == set()
+    assert group.run()[0]  # the broken state was replaced by the run's own record
+
+
+def test_a_new_test_builds_the_model_it_gates(group: Group) -> None:
+    clv = "model.jaffle_shop.customer_lifetime_value"
+    group.edit(
+        "models/marts/_marts.yml",
+        "  - name: customer_lifetime_value\n",
+        "  - name: customer_lifetime_value\n    columns:\n      - name: customer_id\n        data_tests: [not_null]\n",
+    )
+    unchanged, built = group.run()
+    assert clv in built and "model.jaffle_shop.orders" in unchanged
