@@ -8,7 +8,7 @@ DEMO_ARGS ?=
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 
-.PHONY: help install services test test-unit test-integration test-rows test-long lint docs demo bench bench-quick bench-scale clean
+.PHONY: help install services test test-unit test-integration test-rows test-long lint docs demo bench bench-quick bench-scale bench-unchanged clean
 
 help:
 	@echo "make demo   - run the example DAG end to end in a real Airflow stack (DuckDB) and print per-model results"
@@ -19,6 +19,7 @@ help:
 	@echo "make docs   - build the documentation site (mkdocs --strict) into site/"
 	@echo "make bench-quick / make bench - dbt-watcher vs bare dbt build vs Cosmos (see bench/README.md)"
 	@echo "make bench-scale - two 3,000-model projects: dbt-watcher vs bare dbt build (Cosmos at 1,000), under an hour"
+	@echo "make bench-unchanged - skip_unchanged: an unchanged re-run and a one-model change vs bare dbt build (185, ~1,100 models)"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -83,6 +84,9 @@ bench: $(BENCH_STAMP) services
 
 bench-scale: $(BENCH_STAMP) services
 	$(PY) bench/scale.py
+
+bench-unchanged: $(BENCH_STAMP) services
+	$(PY) bench/unchanged.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

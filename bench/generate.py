@@ -169,7 +169,10 @@ models:
     tables = [snake(r) for r in resource_names(shape)]
     if tables:
         (out / "models" / "sources.yml").write_text(
-            "version: 2\nsources:\n  - name: fhir_raw\n    schema: fhir_raw\n    tables:\n"
+            # A freshness check on every raw table: skip_unchanged (bench/unchanged.py) reads a source's
+            # max_loaded_at as the evidence that it got no new data; a plain `dbt build` ignores it.
+            "version: 2\nsources:\n  - name: fhir_raw\n    schema: fhir_raw\n    loaded_at_field: loaded_at\n"
+            "    freshness:\n      warn_after: {count: 3650, period: day}\n    tables:\n"
             + "".join(f"      - name: {t}\n" for t in tables)
         )
     for seed in shape["seeds"]:
@@ -202,7 +205,10 @@ def setup_sql(shape: dict[str, Any]) -> str:
     )
     for name in resource_names(shape):
         table = f"{SOURCE_SCHEMA}.{snake(name)}"
-        statements.append(f"create table if not exists {table} as select g as id from generate_series(1, 100) g")
+        statements.append(
+            f"create table if not exists {table} as "
+            "select g as id, timestamptz '2026-01-01 00:00:00+00' as loaded_at from generate_series(1, 100) g"
+        )
     return ";\n".join(statements) + ";"
 
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Mapping, Sequence
@@ -109,6 +110,14 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--format", default="both", choices=("text", "mermaid", "both"), help="what to print (default: both)"
     )
+    render.add_argument(
+        "--unchanged-in",
+        metavar="DAG_ID",
+        help="skip_unchanged: say which nodes a run of this DAG's group (--group-id) would build now, from its "
+        "build state (runs dbt ls and dbt source freshness)",
+    )
+    render.add_argument("--artifacts-dir", type=Path, help="the group's artifacts_dir= (with --unchanged-in)")
+    render.add_argument("--vars", type=json.loads, default={}, help="the run's dbt vars as JSON (with --unchanged-in)")
     return parser
 
 
@@ -154,7 +163,36 @@ def render_preview(args: argparse.Namespace) -> str:
         parts.append(_as_text(group.graph.project_name, tasks, edges, notes, expected))
     if args.format in ("mermaid", "both"):
         parts.append(_as_mermaid(tasks, edges))
+    if args.unchanged_in:
+        parts.append(_would_build(group.producer, args))
     return "\n\n".join(parts)
+
+
+def _would_build(producer: Any, args: argparse.Namespace) -> str:
+    """What a run of the DAG's group would build now under skip_unchanged (the producer's own decision)."""
+    import tempfile
+
+    from dbt_watcher.channel.records import Invocation
+    from dbt_watcher.producer.unchanged import BuildStateKeeper
+    from dbt_watcher.rules import build_state
+    from dbt_watcher.runtime.task_dbt import TaskDbt
+
+    rt = producer.runtime
+    root = args.artifacts_dir.resolve() if args.artifacts_dir else rt.config.artifacts_root()
+    folder = build_state.state_dir(root, args.unchanged_in, rt.group_id, -1, rt.project_key)
+    watches = tuple(c.watch for c in producer.consumers)
+    keeper = BuildStateKeeper(folder, "preview", watches, rt.target_identity)
+    logging.getLogger("dbt_watcher.producer.unchanged").setLevel(logging.INFO)
+    with rt.session() as (project, runner), tempfile.TemporaryDirectory() as scratch:
+        invocation = Invocation(dict(args.vars), False, tuple(rt.config.dbt_args))
+        dbt = TaskDbt(project, runner, invocation, Path(scratch), rt.writer_lock)
+        runner.prepare(dbt.command("parse"))
+        unchanged = keeper.find_unchanged(dbt, keeper.plan)
+    todo = [uid for uid in keeper.plan if uid not in unchanged]
+    lines = [f"skip_unchanged, with the build state in {folder}: a run now builds {len(todo)} of {len(watches)} nodes"]
+    lines += [f"  build      {uid}" for uid in todo]
+    lines += [f"  unchanged  {uid}: {build.reason}" for uid, build in sorted(unchanged.items())]
+    return "\n".join(lines)
 
 
 def _as_text(

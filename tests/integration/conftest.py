@@ -63,6 +63,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if (ROW and dag_file.name not in ROW_DAG_FILES) or (not LONG and dag_file.name in LONG_DAG_FILES):
             dag_file.unlink()
     shutil.copytree(HERE / "projects", root / "projects", ignore=ignore)
+    # skip_unchanged's tests edit these copies of the example project between runs (dags/unchanged_dags.py).
+    for target in ("duckdb", "postgres"):
+        shutil.copytree(EXAMPLES / "jaffle_shop", root / "projects" / f"unchanged_{target}", ignore=ignore)
     # The same project as a fresh checkout would have it: packages not installed yet.
     shutil.copytree(HERE / "projects" / "names", root / "projects" / "names_nodeps", ignore=ignore)
     if LONG:

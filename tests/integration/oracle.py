@@ -13,7 +13,8 @@ manifest for which tests check which node — and assert:
   every test written on the node counts;
 * the producer is green ⟺ the run's dbt invocation exited 0 (no error, fail, skipped or partial
   success result, no failed hook: dbt's ``interpret_results``), or — for a producer attempt that built
-  nothing — every consumer is green;
+  nothing — every consumer is green, or dbt reported no node and every consumer is skipped (a run
+  whose nodes were all left out: ``skip_unchanged``, a narrowed selection);
 * the audit task, when there is one, is green (it found no consumer green without dbt's success).
 """
 
@@ -162,6 +163,7 @@ def assert_verdicts(
     wrong = []
     consumers = {t: s for t, s in outcome.states.items() if t.startswith(prefix)}
     all_green = True
+    counted: set[str] = set()  # the consumers judged, by task id
     for task_id, state in sorted(consumers.items()):
         name = task_id[len(prefix) :]
         if name in (producer, "dbt_audit", "dbt_tests") or name.endswith("_tests"):
@@ -169,13 +171,17 @@ def assert_verdicts(
         if task_nodes is not None and name not in task_nodes:
             continue  # a test task of the translator's naming
         uid = (task_nodes if task_nodes is not None else verdict.names).get(name)
+        counted.add(task_id)
         green = state == "success"
         all_green &= green
         dbt_green = uid is not None and verdict.node_green(uid, task_id)
         if green != dbt_green and not (state == "skipped" and verdict.status.get(uid or "") is None):
             wrong.append(f"{task_id}: {state}, dbt: {verdict.status.get(uid or '', 'no result')}")
     state = outcome.states.get(f"{prefix}{producer}")
-    if state == "success" and not (verdict.clean_exit or all_green):
+    # dbt built nothing and reported no node: a run whose every node was left out (skip_unchanged, a
+    # narrowed selection) ends green with every consumer skipped, each skip judged above.
+    built_nothing = not verdict.status and all(s == "skipped" for t, s in consumers.items() if t in counted)
+    if state == "success" and not (verdict.clean_exit or all_green or built_nothing):
         wrong.append(f"{prefix}{producer}: green, but dbt did not exit 0 and not every node is green")
     if state != "success" and verdict.clean_exit:
         wrong.append(f"{prefix}{producer}: {state}, although dbt exited 0")

@@ -7,7 +7,9 @@ building, build it in one dbt invocation, and record the end from the run's own 
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +46,30 @@ class Group:
         self.state = tmp_path / "state"
         self.runs = 0
         self.plan: tuple[str, ...] = ()
+        self.target = "target-1"
+        #: What has a consumer (a group may leave the seeds to another DAG).
+        self.types = ("model", "seed", "snapshot")
         self.names: dict[str, str] = {}
 
-    def run(self, *, vars: dict[str, Any] | None = None, full_refresh: bool = False) -> tuple[set[str], set[str]]:
-        """One run; returns (nodes skipped as unchanged, nodes that dbt built successfully)."""
+    def run(
+        self,
+        *,
+        vars: dict[str, Any] | None = None,
+        full_refresh: bool = False,
+        events: frozenset[str] = frozenset(),
+        between: Callable[[], None] | None = None,
+    ) -> tuple[set[str], set[str]]:
+        """One run; returns (nodes skipped as unchanged, nodes that dbt built successfully). ``events``: sources
+        named by the asset events that triggered it; ``between``: what happens while dbt builds."""
         self.runs += 1
         runner = InProcessDbt()
         dbt = TaskDbt(self.project, runner, Invocation(vars or {}, full_refresh), self.dir / f"run-{self.runs}")
         assert runner.prepare(dbt.command("parse")).ran
         self._read_plan(dbt.target_path)
-        keeper = BuildStateKeeper(self.state, f"run_{self.runs}", tuple(map(Watch, self.plan)), "target-1")
-        unchanged = keeper.find_unchanged(dbt, self.plan)
-        keeper.mark_building(unchanged)
+        keeper = BuildStateKeeper(
+            self.state, f"run_{self.runs}", tuple(map(Watch, self.plan)), self.target, changed_by_events=events
+        )
+        unchanged = keeper.plan_run(dbt, self.plan)
         results: dict[str, NodeResult] = {
             uid: NodeResult(uid, "excluded", message=b.reason, attempt=1) for uid, b in unchanged.items()
         }
@@ -67,6 +81,8 @@ class Group:
             results.update(built)
             positions = {uid: i for i, uid in enumerate(self.plan)}
             selection = dbt.gates(events.selected or frozenset(), positions)
+        if between is not None:
+            between()
         status = RunStatus("g1", 1, FINISHED, results, selection=selection, selection_attempt=1)
         keeper.record(status)
         succeeded = {uid for uid, r in results.items() if r.succeeded and uid in self.plan}
@@ -76,7 +92,7 @@ class Group:
         manifest = json.loads((target / "manifest.json").read_text())
         nodes = manifest["nodes"].values()
         built = [n for n in nodes if n["resource_type"] in ("model", "seed", "snapshot")]
-        self.plan = tuple(sorted(n["unique_id"] for n in built))
+        self.plan = tuple(sorted(n["unique_id"] for n in built if n["resource_type"] in self.types))
         self.names = {n["unique_id"]: n["name"] for n in built}
 
     def edit(self, relative: str, old: str, new: str) -> None:
@@ -162,3 +178,51 @@ def test_a_new_test_builds_the_model_it_gates(group: Group) -> None:
     )
     unchanged, built = group.run()
     assert clv in built and "model.jaffle_shop.orders" in unchanged
+
+
+def test_an_asset_event_on_a_source_builds_its_readers(group: Group) -> None:
+    group.sql("insert into main.raw_app_events values (1, 1, 'click', timestamp '2026-01-01 00:00:00')")
+    group.run()
+    assert group.run()[1] == set()
+    assert group.run(events=frozenset({"source.jaffle_shop.app.events"}))[1] == {STG_APP_EVENTS}
+
+
+def test_nodes_reading_data_another_dag_builds_always_build(group: Group) -> None:
+    group.types = ("model", "snapshot")  # the seeds are someone else's: their data may change any time
+    group.sql("insert into main.raw_app_events values (1, 1, 'click', timestamp '2026-01-01 00:00:00')")
+    group.run()
+    unchanged, built = group.run()
+    assert unchanged == {STG_APP_EVENTS}  # the one model that reads no seed
+    assert {STG_CUSTOMERS, CUSTOMERS} <= built
+
+
+def test_a_run_that_finds_the_state_rewritten_meanwhile_records_nothing(group: Group) -> None:
+    def another_run_writes() -> None:
+        build_state.save(group.state, context={}, nodes={})
+
+    group.run(between=another_run_writes)
+    state, _ = build_state.load(group.state)
+    assert state is not None and state.nodes == {}
+    assert group.run()[0] == set()  # nothing on record: everything builds, and is recorded
+    assert build_state.load(group.state)[0].nodes  # type: ignore[union-attr]
+
+
+def test_render_says_what_a_run_would_build_now(group: Group, tmp_path: Path) -> None:
+    from dbt_watcher import cli, dbt_watcher_group
+
+    artifacts = tmp_path / "artifacts"
+    argv = ["render", str(group.dir), "--format", "text", "--unchanged-in", "daily", "--artifacts-dir", str(artifacts)]
+    preview = cli.render_preview(cli._parser().parse_args(argv))
+    assert f"a run now builds {len(group.plan)} of {len(group.plan)} nodes" in preview  # no state there yet
+
+    # A run of the DAG's group records its builds where the preview looks (the same target and group).
+    group.state = Path(re.search(r"build state in (\S+):", preview).group(1))  # type: ignore[union-attr]
+    graph, _ = dbt_watcher_group(project_dir=group.dir)(lambda: None).load()
+    group.target = build_state.fingerprint(graph.target.to_json())
+    group.sql("insert into main.raw_app_events values (1, 1, 'click', timestamp '2026-01-01 00:00:00')")
+    group.run()
+    group.edit("models/marts/orders.sql", "select", "select -- edited\n")
+    preview = cli.render_preview(cli._parser().parse_args(argv))
+    assert "a run now builds 4 of 18 nodes" in preview, preview  # orders and the three models reading it
+    assert "  build      model.jaffle_shop.customer_lifetime_value" in preview
+    assert "  unchanged  model.jaffle_shop.customers: unchanged since run run_" in preview

@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Up to this many left-out nodes are logged one per line; more are summed up by reason.
+LEFT_OUT_LINES = 30
+
 
 @dataclass(frozen=True)
 class AttemptOutcome:
@@ -95,20 +98,27 @@ class Attempt:
         if narrowing is not None and narrowing.active:
             self._narrow(scope, narrowing)
         if unchanged is not None:
-            skipped = unchanged.find_unchanged(self.dbt, scope.built)
-            for uid, build in skipped.items():
+            for uid, build in unchanged.plan_run(self.dbt, scope.built).items():
                 scope.exclude((uid,), build.reason)
-            unchanged.mark_building(skipped)
         if scope.narrowed:
             select = tuple((selectors or {})[uid] for uid in scope.built)
         self.ledger = self.book.save(self.ledger.record(AttemptRecord(self.number)))
         writer = self.writer
         writer.set_head(final_only=self.fail_fast)
         results: dict[str, NodeResult] = dict(self.previous.results) if self.previous is not None else {}
-        for left_out in scope.results():
+        left = scope.results()
+        for left_out in left:
             results[left_out.unique_id] = left_out.with_attempt(self.number)
             writer.publish(left_out)
-            log.info("Left out of this run: %s (%s)", left_out.unique_id, left_out.message)
+            if len(left) <= LEFT_OUT_LINES:
+                log.info("Left out of this run: %s (%s)", left_out.unique_id, left_out.message)
+        if len(left) > LEFT_OUT_LINES:
+            reasons = Counter(r.message for r in left)
+            log.info(
+                "Left out of this run: %d nodes; %s",
+                len(left),
+                "; ".join(f"{n}: {m}" for m, n in reasons.most_common(5)),
+            )
         if scope.narrowed and not scope.built:
             log.info("Nothing to build in this run.")
             return self._close(writer, results, exit_code=0, problem=None, dbt_ran=False)

@@ -100,6 +100,19 @@ class BuildStateKeeper:
     _target_path: Path | None = field(default=None, init=False)
 
     # ------------------------------------------------------------------ before the build
+    def plan_run(self, dbt: TaskDbt, candidates: Collection[str]) -> dict[str, NodeBuild]:
+        """What this run leaves unchanged (:meth:`find_unchanged`), with the state marked for the build
+        (:meth:`mark_building`). Never raises: a feature that fails builds everything and records nothing."""
+        try:
+            unchanged = self.find_unchanged(dbt, candidates)
+            self.mark_building(unchanged)
+        except Exception:
+            log.exception("skip_unchanged could not decide what to skip: every node builds, and none is recorded")
+            self._context = None
+            build_state.clear(self.folder)  # it may still list nodes this run is about to build
+            return {}
+        return unchanged
+
     def find_unchanged(self, dbt: TaskDbt, candidates: Collection[str]) -> dict[str, NodeBuild]:
         """The ``candidates`` (nodes this run would build) that need no build, with their last build.
         Call after dbt parsed the project into ``dbt.target_path``."""
@@ -132,7 +145,10 @@ class BuildStateKeeper:
             log.info("skip_unchanged: no node of this run has a successful build on record; every node builds")
             return {}
         try:
-            listing = dbt.command("ls", select=("state:modified",), extra_args=("--state", str(state.folder)))
+            # Tests only when they changed themselves, not as the tests of a changed model (dbt's eager
+            # indirect selection): a relationships test would otherwise pull in its other parent.
+            state_args = ("--state", str(state.folder), "--indirect-selection", "empty")
+            listing = dbt.command("ls", select=("state:modified",), extra_args=state_args)
             modified = set(dbt.runner.list_ids(listing))
         except RuntimeError as exc:
             log.warning(
@@ -201,7 +217,15 @@ class BuildStateKeeper:
         """The state after this attempt: its green nodes built now, the unchanged ones as they were."""
         if self._context is None or self._target_path is None:
             return
-        manifest = self._target_path / "manifest.json"
+        try:
+            self._record(status, self._target_path)
+        except Exception:
+            # The state was marked before the build: it lists no node this run built, so it stays safe.
+            log.exception("skip_unchanged could not record this run's builds; the next run builds them again")
+
+    def _record(self, status: RunStatus, target_path: Path) -> None:
+        assert self._context is not None
+        manifest = target_path / "manifest.json"
         if not manifest.is_file():
             return
         now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
@@ -224,7 +248,7 @@ class BuildStateKeeper:
                     nodes[uid] = before[uid]  # left unchanged by this run: its build is still the last one
                 elif final_decision(watch, status).action is Action.SUCCEED:
                     nodes[uid] = NodeBuild(self.run_id, now)
-            sources = {r.unique_id: r.max_loaded_at for r in read_freshness(self._target_path) if r.max_loaded_at}
+            sources = {r.unique_id: r.max_loaded_at for r in read_freshness(target_path) if r.max_loaded_at}
             build_state.save(self.folder, context=self._context, nodes=nodes, sources=sources, manifest=manifest)
         log.info("skip_unchanged: recorded %d nodes whose last build succeeded in %s", len(nodes), self.folder)
 
