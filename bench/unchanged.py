@@ -134,7 +134,7 @@ class Session:
         first, _ = self.dag_run(stack, dag_id)
         unchanged, unchanged_tasks = self.dag_run(stack, dag_id)
         model = self.small_subtree_model(project)
-        path = next(project.rglob(f"{model}.sql"))
+        path = next((project / "models").rglob(f"{model}.sql"))  # not its compiled copies under target/
         path.write_text(path.read_text().replace("select", "select -- changed\n", 1))
         changed, changed_tasks = self.dag_run(stack, dag_id)
         subtree = self.bare(project, f"{model}+")

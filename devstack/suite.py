@@ -31,6 +31,7 @@ SECONDS = {
     "test_run_gating.py": 165,
     "test_prepared.py": 115,
     "test_connection_profiles.py": 70,
+    "test_unchanged.py": 230,
     "test_core_path.py": 55,
     "test_core_failures.py": 55,
     "test_package.py": 15,

@@ -179,7 +179,7 @@ def _would_build(producer: Any, args: argparse.Namespace) -> str:
 
     rt = producer.runtime
     root = args.artifacts_dir.resolve() if args.artifacts_dir else rt.config.artifacts_root()
-    folder = build_state.state_dir(root, args.unchanged_in, rt.group_id, -1, rt.project_key)
+    folder = build_state.state_dir(root, args.unchanged_in, rt.group_id, -1, rt.project_key)  # as the producer
     watches = tuple(c.watch for c in producer.consumers)
     keeper = BuildStateKeeper(folder, "preview", watches, rt.target_identity)
     logging.getLogger("dbt_watcher.producer.unchanged").setLevel(logging.INFO)

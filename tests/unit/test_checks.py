@@ -46,6 +46,8 @@ from ..conftest import JAFFLE_SHOP
         ({"group_id": "has space"}, "group_id"),
         ({"status_retention": timedelta(minutes=5)}, "status_retention"),
         ({"producer_retry": "again"}, "producer_retry"),
+        ({"skip_unchanged": "yes"}, "skip_unchanged"),
+        ({"skip_unchanged": 1}, "skip_unchanged"),
     ],
 )
 def test_each_bad_parameter_is_named_with_its_fix(params: dict[str, Any], named: str) -> None:

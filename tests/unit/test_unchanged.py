@@ -56,6 +56,8 @@ class Group:
         *,
         vars: dict[str, Any] | None = None,
         full_refresh: bool = False,
+        dbt_args: tuple[str, ...] = (),
+        after_each: bool = False,
         events: frozenset[str] = frozenset(),
         between: Callable[[], None] | None = None,
     ) -> tuple[set[str], set[str]]:
@@ -63,12 +65,14 @@ class Group:
         named by the asset events that triggered it; ``between``: what happens while dbt builds."""
         self.runs += 1
         runner = InProcessDbt()
-        dbt = TaskDbt(self.project, runner, Invocation(vars or {}, full_refresh), self.dir / f"run-{self.runs}")
+        invocation = Invocation(vars or {}, full_refresh, dbt_args)
+        dbt = TaskDbt(self.project, runner, invocation, self.dir / f"run-{self.runs}")
         assert runner.prepare(dbt.command("parse")).ran
         self._read_plan(dbt.target_path)
-        keeper = BuildStateKeeper(
-            self.state, f"run_{self.runs}", tuple(map(Watch, self.plan)), self.target, changed_by_events=events
-        )
+        # Under after_each a node has two consumers: its own (tests do not gate it) and its tests' task.
+        watches = [Watch(uid, gated=not after_each) for uid in self.plan]
+        watches += [Watch(uid) for uid in self.plan] if after_each else []
+        keeper = BuildStateKeeper(self.state, f"run_{self.runs}", tuple(watches), self.target, changed_by_events=events)
         unchanged = keeper.plan_run(dbt, self.plan)
         results: dict[str, NodeResult] = {
             uid: NodeResult(uid, "excluded", message=b.reason, attempt=1) for uid, b in unchanged.items()
@@ -138,6 +142,35 @@ def test_nothing_changed_builds_nothing_and_a_change_builds_its_subtree(group: G
     assert STG_APP_EVENTS in built and CUSTOMERS in unchanged
 
 
+def test_under_after_each_a_node_whose_tests_failed_is_not_recorded(group: Group) -> None:
+    group.edit(
+        "models/staging/_staging.yml",
+        "  - name: stg_app_events\n",
+        "  - name: stg_app_events\n    columns:\n      - name: event_id\n        data_tests: [unique]\n",
+    )
+    duplicates = "(1, 1, 'a', timestamp '2026-01-01'), (1, 1, 'b', timestamp '2026-01-01')"
+    group.sql(f"insert into main.raw_app_events values {duplicates}")
+    group.run(after_each=True)
+    state, _ = build_state.load(group.state)
+    assert state is not None and STG_APP_EVENTS not in state.nodes and CUSTOMERS in state.nodes
+
+
+def test_a_seed_dbt_compares_by_path_alone_always_builds(group: Group) -> None:
+    big = "id,value\n" + "".join(f"{i},{'x' * 20}\n" for i in range(50_000))  # over 1 MiB
+    (group.dir / "seeds" / "big_seed.csv").write_text(big)
+    group.run()
+    unchanged, built = group.run()
+    assert "seed.jaffle_shop.big_seed" in built and CUSTOMERS in unchanged
+
+
+def test_a_consumer_rebuild_is_forgotten(group: Group) -> None:
+    build_state.forget(group.state, [STG_CUSTOMERS])
+    state, _ = build_state.load(group.state)
+    assert state is not None and STG_CUSTOMERS not in state.nodes and CUSTOMERS in state.nodes
+    nodes = json.loads((group.state / "manifest.json").read_text())["nodes"].values()
+    assert not any("compiled_code" in node for node in nodes)  # the kept manifest holds no compiled SQL
+
+
 def test_a_node_whose_test_failed_builds_again_with_nothing_changed(group: Group) -> None:
     group.edit(
         "models/staging/_staging.yml",
@@ -161,9 +194,25 @@ def test_a_node_whose_test_failed_builds_again_with_nothing_changed(group: Group
     assert state is not None and STG_APP_EVENTS in state.nodes
 
 
-def test_changed_vars_full_refresh_and_a_broken_state_build_everything(group: Group) -> None:
+def test_a_changed_context_full_refresh_and_a_broken_state_build_everything(
+    group: Group, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert group.run(vars={"region": "eu"})[0] == set()
     assert group.run(full_refresh=True)[0] == set()
+    assert group.run(dbt_args=("--empty",))[0] == set()  # other data from the same SQL: not a build of it
+    assert group.run()[0] == set()
+    # An environment variable read only while dbt executes (dbt's parse does not record it)
+    group.edit(
+        "models/staging/stg_orders.sql",
+        "select",
+        "select {% if execute %}'{{ env_var('SHOP_FLAG', 'a') }}' as flag, {% endif %}",
+    )
+    group.run()
+    monkeypatch.setenv("SHOP_FLAG", "b")
+    assert group.run()[0] == set()
+    # The profile rendered now: a value it reads from the environment (here the DuckDB file) changed.
+    monkeypatch.setenv("JAFFLE_DUCKDB_PATH", str(group.dir.parent / "elsewhere.duckdb"))
+    assert group.run()[0] == set()
     (group.state / "builds.json").write_text("{not json")
     assert group.run()[0] == set()
     assert group.run()[0]  # the broken state was replaced by the run's own record

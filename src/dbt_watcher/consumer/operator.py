@@ -29,6 +29,7 @@ from dbt_watcher.consumer.poller import RunPoller
 from dbt_watcher.consumer.shared_poll import stream_key
 from dbt_watcher.consumer.trigger import CLASSPATH, REASON_XCOM, TIMEOUT_GRACE_SECONDS, ConsumerTrigger
 from dbt_watcher.invocation.events import NodeResult, NodeStatus
+from dbt_watcher.rules import build_state
 from dbt_watcher.rules.artifacts import local_build_dir, read_run_results
 from dbt_watcher.rules.lineage import operator_lineage
 from dbt_watcher.rules.lineage_facets import RunArtifacts
@@ -254,6 +255,8 @@ class DbtConsumerOperator(BaseSensorOperator):
         log.info("Try %s: %s. Running %s %s alone.", ti.try_number, reason, what, node.unique_id)
         run_path = rt.run_path(address.dag_id, address.run_id, address.map_index, status.generation)
         target_path = self._local_build = local_build_dir(run_path, self.task_id, int(ti.try_number))
+        if not tests_only and rt.config.skip_unchanged is not False:
+            build_state.forget(rt.build_state_folder(address.dag_id, address.map_index), [node.unique_id])
         with rt.task_dbt(self, context, invocation, target_path) as dbt:
             command = dbt.command(
                 "test" if tests_only else "build",

@@ -93,14 +93,23 @@ class Attempt:
         """Build ``select`` (explicit node selectors), or the group's selection narrowed by ``narrowing``
         and, with ``unchanged`` (``skip_unchanged``), less what needs no build."""
         scope = RunScope(tuple(plan))
+        # A node an earlier attempt announced as left out stays out: its consumer may have ended on it.
+        for earlier in self.previous.results.values() if self.previous is not None else ():
+            if earlier.excluded:
+                scope.exclude((earlier.unique_id,), earlier.message or "left out of this run")
         if (narrowing is not None and narrowing.active) or unchanged is not None:
             self._prepare()
         if narrowing is not None and narrowing.active:
             self._narrow(scope, narrowing)
-        if unchanged is not None:
-            for uid, build in unchanged.plan_run(self.dbt, scope.built).items():
-                scope.exclude((uid,), build.reason)
-        if scope.narrowed:
+        skipped = unchanged.plan_run(self.dbt, scope.built) if unchanged is not None else {}
+        for uid, build in skipped.items():
+            scope.exclude((uid,), build.reason)
+        exclude: tuple[str, ...] = ()
+        if scope.narrowed and set(scope.excluded) == set(skipped) and not select and not self.rt.selection.selector:
+            # Only unchanged nodes are left out: the group's selection less those, so that what has no
+            # consumer (a dbt function, say) is still built when the selection holds it.
+            exclude = tuple((selectors or {})[uid] for uid in skipped)
+        elif scope.narrowed:
             select = tuple((selectors or {})[uid] for uid in scope.built)
         self.ledger = self.book.save(self.ledger.record(AttemptRecord(self.number)))
         writer = self.writer
@@ -122,7 +131,7 @@ class Attempt:
         if scope.narrowed and not scope.built:
             log.info("Nothing to build in this run.")
             return self._close(writer, results, exit_code=0, problem=None, dbt_ran=False)
-        outcome = self._build(writer, results, select)
+        outcome = self._build(writer, results, select, exclude)
         if self.rt.config.docs:
             self.generate_docs()
         return outcome
@@ -159,7 +168,7 @@ class Attempt:
     def _check_freshness(self, scope: RunScope) -> None:
         rt = self.rt
         sources = dict(rt.freshness_sources_by_id)
-        self.dbt.runner.run(self.command("source freshness", select=tuple(sources.values())))
+        self.dbt.run(self.command("source freshness", select=tuple(sources.values())))  # it connects: the lock
         results = read_freshness(self.target_path)
         if not results:
             log.warning("dbt source freshness reported no results; nothing is left out")
@@ -187,6 +196,7 @@ class Attempt:
         writer: ChannelWriter,
         results: dict[str, NodeResult],
         select: tuple[str, ...],
+        exclude: tuple[str, ...] = (),
     ) -> AttemptOutcome:
         rt = self.rt
         cached_parse = partial_parse_cache(rt.cache_dir, rt.project_key)
@@ -200,7 +210,7 @@ class Attempt:
         command = self.command(
             "build",
             select=select or selection.select,
-            exclude=selection.exclude,
+            exclude=(*selection.exclude, *exclude),
             selector=None if select else selection.selector,
             threads=rt.config.threads,
             extra_args=extra,

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dbt_watcher.invocation.runners import read_freshness
+from dbt_watcher.producer.build_context import build_context
 from dbt_watcher.rules import build_state
 from dbt_watcher.rules.artifacts import read_json_object
 from dbt_watcher.rules.build_state import BuildState, NodeBuild
@@ -61,9 +62,7 @@ def keeper_for(
     with new data."""
     if built:
         return None
-    folder = build_state.state_dir(
-        rt.config.artifacts_root(), address.dag_id, rt.group_id, address.map_index, rt.project_key
-    )
+    folder = rt.build_state_folder(address.dag_id, address.map_index)
     if rt.config.skip_unchanged is False:
         build_state.clear(folder)  # builds it would not see happen from now on
         return None
@@ -104,8 +103,11 @@ class BuildStateKeeper:
         """What this run leaves unchanged (:meth:`find_unchanged`), with the state marked for the build
         (:meth:`mark_building`). Never raises: a feature that fails builds everything and records nothing."""
         try:
-            unchanged = self.find_unchanged(dbt, candidates)
-            self.mark_building(unchanged)
+            # One lock around the decision and the mark: another run of the group on this machine cannot
+            # record (or replace the manifest dbt compares with) in between.
+            with build_state.locked(self.folder):
+                unchanged = self.find_unchanged(dbt, candidates)
+                self._mark_building(unchanged)
         except Exception:
             log.exception("skip_unchanged could not decide what to skip: every node builds, and none is recorded")
             self._context = None
@@ -118,7 +120,7 @@ class BuildStateKeeper:
         Call after dbt parsed the project into ``dbt.target_path``."""
         self._target_path = dbt.target_path
         manifest = read_json_object(dbt.target_path / "manifest.json")
-        self._context, why_not = _context(dbt, manifest, self.target)
+        self._context, why_not = build_context(dbt, manifest, self.target)
         if self._context is None or manifest is None:
             log.info("skip_unchanged: every node builds, and none is recorded: %s", why_not)
             return {}
@@ -162,6 +164,8 @@ class BuildStateKeeper:
             *self._sources_with_new_data(state, sources, loaded),
             *(uid for uid in self.plan if uid not in state.nodes),
             *graph.data_nodes_outside(set(self.plan), upstream_of=known),
+            # dbt compares a seed over 1 MiB by its path alone: its contents are no evidence.
+            *graph.seeds_compared_by_path(),
         }
         rebuild = graph.descendants(modified | roots)  # dbt's `+`, on this run's graph
         unchanged = {uid: state.nodes[uid] for uid in known if uid not in rebuild}
@@ -195,23 +199,22 @@ class BuildStateKeeper:
         """Each source's ``max_loaded_at`` in this run (dbt source freshness, once per attempt)."""
         if not (dbt.target_path / "sources.json").is_file():
             selectors = tuple(f"source:{uid.split('.', 2)[2]}" for uid in sorted(sources))
-            dbt.runner.run(dbt.command("source freshness", select=selectors))
+            dbt.run(dbt.command("source freshness", select=selectors))  # it connects: the warehouse's lock
         return {r.unique_id: r.max_loaded_at for r in read_freshness(dbt.target_path) if r.max_loaded_at}
 
-    def mark_building(self, unchanged: Mapping[str, NodeBuild]) -> None:
+    def _mark_building(self, unchanged: Mapping[str, NodeBuild]) -> None:
         """Before dbt starts: the state keeps only the nodes this run leaves unchanged, so a run that dies
         mid-build leaves no record of a success for what it was rebuilding. The write's token tells
-        :meth:`record` whether another run of the group wrote the state in between."""
-        with build_state.locked(self.folder):
-            state, _ = build_state.load(self.folder)
-            context = state.context if state is not None else {}
-            sources = state.sources if state is not None else {}
-            self._token = build_state.save(self.folder, context=context, nodes=dict(unchanged), sources=sources)
+        :meth:`record` whether anything else wrote the state in between (call with the lock held)."""
+        state, _ = build_state.load(self.folder)
+        context = state.context if state is not None else {}
+        sources = state.sources if state is not None else {}
+        self._token = build_state.save(self.folder, context=context, nodes=dict(unchanged), sources=sources)
 
     # ------------------------------------------------------------------ after the build
     @property
     def plan(self) -> tuple[str, ...]:
-        return tuple(w.unique_id for w in self.watches)
+        return tuple(dict.fromkeys(w.unique_id for w in self.watches))
 
     def record(self, status: RunStatus) -> None:
         """The state after this attempt: its green nodes built now, the unchanged ones as they were."""
@@ -241,35 +244,18 @@ class BuildStateKeeper:
                 return
             before = state.nodes
             nodes: dict[str, NodeBuild] = {}
-            for watch in self.watches:
-                uid = watch.unique_id
+            for uid in self.plan:
                 result = status.results.get(uid)
                 if result is not None and result.excluded and uid in before and result.message == before[uid].reason:
                     nodes[uid] = before[uid]  # left unchanged by this run: its build is still the last one
-                elif final_decision(watch, status).action is Action.SUCCEED:
+                elif all(
+                    final_decision(w, status).action is Action.SUCCEED for w in self.watches if w.unique_id == uid
+                ):
+                    # Every consumer of the node green (its own, and under after_each its tests' task).
                     nodes[uid] = NodeBuild(self.run_id, now)
             sources = {r.unique_id: r.max_loaded_at for r in read_freshness(target_path) if r.max_loaded_at}
             build_state.save(self.folder, context=self._context, nodes=nodes, sources=sources, manifest=manifest)
         log.info("skip_unchanged: recorded %d nodes whose last build succeeded in %s", len(nodes), self.folder)
-
-
-def _context(dbt: TaskDbt, manifest: Mapping[str, Any] | None, target: str) -> tuple[dict[str, str] | None, str]:
-    """What every node's build depends on at once, as hashes (or None, and why it cannot be known)."""
-    env = dbt.runner.parsed_env_vars()
-    if env is None:
-        return None, "dbt runs in another virtualenv (dbt_executable=), which keeps the environment it read to itself"
-    if manifest is None:
-        return None, "dbt wrote no manifest.json"
-    meta = manifest.get("metadata") or {}
-    fingerprint = build_state.fingerprint
-    return {
-        "dbt_version": str(meta.get("dbt_version")),
-        "adapter": str(meta.get("adapter_type")),
-        "target": target,
-        "vars": fingerprint(dict(dbt.invocation.vars)),
-        "project_vars": fingerprint(dbt.project.project_yml().get("vars")),
-        "env": fingerprint(env),
-    }, ""
 
 
 def _when(text: str | None) -> datetime | None:
@@ -319,6 +305,13 @@ class _Graph:
 
     def sources_upstream(self, unique_ids: Iterable[str]) -> set[str]:
         return {uid for uid in self.ancestors(unique_ids) if uid in self.sources}
+
+    def seeds_compared_by_path(self) -> set[str]:
+        return {
+            uid
+            for uid, node in self.nodes.items()
+            if node.get("resource_type") == "seed" and (node.get("checksum") or {}).get("name") == "path"
+        }
 
     def data_nodes_outside(self, plan: set[str], *, upstream_of: Iterable[str]) -> set[str]:
         """Nodes upstream of these that hold data this group does not build (another DAG may refresh them)."""

@@ -27,12 +27,12 @@ import json
 import logging
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dbt_watcher.files import copy_atomically, write_text_atomically
+from dbt_watcher.files import write_text_atomically
 from dbt_watcher.rules.artifacts import group_folder, safe_part
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def save(
     pairs a node list with a manifest it was not written with.
     """
     if manifest is not None:
-        copy_atomically(manifest, folder / MANIFEST)
+        write_text_atomically(folder / MANIFEST, json.dumps(_comparable(json.loads(manifest.read_text()))))
     token = secrets.token_hex(8)
     document = {
         "format": FORMAT,
@@ -150,11 +150,34 @@ def save(
     return token
 
 
+def forget(folder: Path, unique_ids: Iterable[str]) -> None:
+    """A build outside the producer's record (a consumer rebuilding its node): these nodes, and so what
+    reads them, are built again by the next run. The new token also tells a producer recording meanwhile."""
+    wanted = set(unique_ids)
+    with locked(folder):
+        state, _ = load(folder)
+        if state is None or not wanted & set(state.nodes):
+            return
+        kept = {uid: b for uid, b in state.nodes.items() if uid not in wanted}
+        save(folder, context=state.context, nodes=kept, sources=state.sources)
+    log.info("The build state no longer records %s: the next run builds it", ", ".join(sorted(wanted)))
+
+
 def clear(folder: Path) -> None:
     """Forget the state (``skip_unchanged`` turned off: builds then happen that it would not see)."""
     if folder.exists():
         shutil.rmtree(folder, ignore_errors=True)
         log.info("Removed the build state in %s (skip_unchanged is off)", folder)
+
+
+def _comparable(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest as dbt's state comparison reads it, without what it does not compare and what may hold
+    values of vars or the environment: compiled SQL, the run's custom environment."""
+    for node in (manifest.get("nodes") or {}).values():
+        for key in ("compiled_code", "compiled", "compiled_path", "extra_ctes", "extra_ctes_injected"):
+            node.pop(key, None)
+    (manifest.get("metadata") or {}).pop("env", None)
+    return manifest
 
 
 def _sha256(path: Path) -> str | None:

@@ -22,6 +22,7 @@ from dbt_watcher.invocation.session import DbtSession, dbt_session
 from dbt_watcher.project.cache import default_cache_dir
 from dbt_watcher.project.selection import Selection
 from dbt_watcher.rules.artifacts import location, run_dir, share
+from dbt_watcher.rules.build_state import state_dir
 from dbt_watcher.runtime.task_dbt import TaskDbt
 
 
@@ -127,6 +128,10 @@ class GroupRuntime:
         return run_dir(
             self.config.artifacts_root(), dag_id, run_id, self.group_id, map_index=map_index, generation=generation
         )
+
+    def build_state_folder(self, dag_id: str, map_index: int) -> Path:
+        """The group's build state for ``skip_unchanged`` (:mod:`dbt_watcher.rules.build_state`)."""
+        return state_dir(self.config.artifacts_root(), dag_id, self.group_id, map_index, self.project_key)
 
     def location(self, run_path: Path) -> str:
         """Where the run's artifacts can be read from any machine (``artifacts_url`` or the folder)."""
