@@ -27,6 +27,7 @@ EXPECTED = {
     "translator.py": {"jaffle_shop_with_translator"},
     "before_the_build.py": {"jaffle_shop_with_steps_before"},
     "from_cosmos.py": {"jaffle_shop_from_cosmos"},
+    "skip_unchanged.py": {"jaffle_shop_daily_unchanged"},
 }
 # Examples that use a feature only Airflow 3.3 has (producer retries that need the Task State Store): on older
 # lines they must fail to import with the ConfigurationError that names the feature, as a user's DAG would.

@@ -155,6 +155,17 @@ def test_under_after_each_a_node_whose_tests_failed_is_not_recorded(group: Group
     assert state is not None and STG_APP_EVENTS not in state.nodes and CUSTOMERS in state.nodes
 
 
+def test_a_model_marked_to_always_build_builds_with_what_reads_it(group: Group) -> None:
+    group.edit(
+        "models/marts/_marts.yml",
+        "  - name: daily_revenue\n",
+        "  - name: daily_revenue\n    config:\n      meta:\n        dbt_watcher: {skip_unchanged: false}\n",
+    )
+    group.run()
+    unchanged, built = group.run()
+    assert "model.jaffle_shop.daily_revenue" in built and CUSTOMERS in unchanged
+
+
 def test_a_seed_dbt_compares_by_path_alone_always_builds(group: Group) -> None:
     big = "id,value\n" + "".join(f"{i},{'x' * 20}\n" for i in range(50_000))  # over 1 MiB
     (group.dir / "seeds" / "big_seed.csv").write_text(big)

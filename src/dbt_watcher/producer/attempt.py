@@ -130,6 +130,7 @@ class Attempt:
             )
         if scope.narrowed and not scope.built:
             log.info("Nothing to build in this run.")
+            save_partial_parse(self.target_path, partial_parse_cache(self.rt.cache_dir, self.rt.project_key))
             return self._close(writer, results, exit_code=0, problem=None, dbt_ran=False)
         outcome = self._build(writer, results, select, exclude)
         if self.rt.config.docs:
@@ -147,9 +148,16 @@ class Attempt:
         )
 
     def _prepare(self) -> None:
-        outcome = self.dbt.runner.prepare(self.command("parse"))
+        """Parse once for the narrowing steps and the build, from the last run's parse state (as the build does)."""
+        outcome = self.dbt.runner.prepare(self.command("parse", extra_args=self._parse_state()))
         if not outcome.ran:
             raise DbtInvocationError(f"dbt could not parse the project: {outcome.error}")
+
+    def _parse_state(self) -> list[str]:
+        """Each attempt gets a fresh target folder: dbt parses from the last run's state (or the project's own
+        target/), so it starts as fast as `dbt build` in the project folder would."""
+        cached = partial_parse_cache(self.rt.cache_dir, self.rt.project_key)
+        return _parse_from(cached, self.dbt.project.project_dir / "target" / "partial_parse.msgpack")
 
     def _narrow(self, scope: RunScope, narrowing: Narrowing) -> None:
         rt = self.rt
@@ -200,12 +208,7 @@ class Attempt:
     ) -> AttemptOutcome:
         rt = self.rt
         cached_parse = partial_parse_cache(rt.cache_dir, rt.project_key)
-        # Each attempt gets a fresh target folder; parse from the last run's state (or the project's
-        # own target/), so the build starts as fast as `dbt build` in the project folder would.
-        extra = [
-            *rt.exclude_tests,
-            *_parse_from(cached_parse, self.dbt.project.project_dir / "target" / "partial_parse.msgpack"),
-        ]
+        extra = [*rt.exclude_tests, *self._parse_state()]
         selection = rt.selection
         command = self.command(
             "build",

@@ -166,6 +166,8 @@ class BuildStateKeeper:
             *graph.data_nodes_outside(set(self.plan), upstream_of=known),
             # dbt compares a seed over 1 MiB by its path alone: its contents are no evidence.
             *graph.seeds_compared_by_path(),
+            # What the project says must always build (a model reading current_date, say).
+            *graph.always_built(),
         }
         rebuild = graph.descendants(modified | roots)  # dbt's `+`, on this run's graph
         unchanged = {uid: state.nodes[uid] for uid in known if uid not in rebuild}
@@ -305,6 +307,16 @@ class _Graph:
 
     def sources_upstream(self, unique_ids: Iterable[str]) -> set[str]:
         return {uid for uid in self.ancestors(unique_ids) if uid in self.sources}
+
+    def always_built(self) -> set[str]:
+        """Nodes whose ``meta`` (or ``config.meta``) says ``dbt_watcher: {skip_unchanged: false}``."""
+        found = set()
+        for uid, node in self.nodes.items():
+            for meta in (node.get("meta"), (node.get("config") or {}).get("meta")):
+                settings = meta.get("dbt_watcher") if isinstance(meta, Mapping) else None
+                if isinstance(settings, Mapping) and settings.get("skip_unchanged") is False:
+                    found.add(uid)
+        return found
 
     def seeds_compared_by_path(self) -> set[str]:
         return {
