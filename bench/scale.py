@@ -84,6 +84,37 @@ cosmos_{name} = DbtDag(
 '''
 
 
+def bench_stack(dags: Path, name: str, work: Path, db: str, settings: dict[str, str] | None = None) -> AirflowStack:
+    """A stack for the benchmark's generated projects: long import timeouts (a cold parse of thousands of
+    models), its home inside the session's work folder."""
+    stack = AirflowStack.start(
+        dags,
+        name=name,
+        home=work / "airflow-home",
+        extra_env={
+            "BENCH_PG_DBNAME": db,
+            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "900",
+            "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "1200",
+            **(settings or {}),
+        },
+    )
+    stack.keep_home = True  # inside the work folder, which the session deletes unless --keep
+    return stack
+
+
+def bare_build(dbt: str, project: Path, threads: int, env: dict[str, str], select: str | None = None) -> float:
+    """Seconds a bare `dbt build` of the generated project takes (``select``: of part of it)."""
+    started = time.monotonic()
+    subprocess.run(
+        [dbt, "build", "--project-dir", str(project), "--profiles-dir", str(project), "--target", f"t{threads}"]
+        + ["--quiet", *(["--select", select] if select else [])],
+        cwd=project,
+        env=env,
+        check=True,
+    )
+    return time.monotonic() - started
+
+
 def shape_for(workload: str, models: int, fanout: int) -> tuple[dict[str, Any], int]:
     """The graph shape of a workload and the scale to write it at."""
     if workload == "layers":
@@ -130,30 +161,10 @@ class ScaleSession:
             (dags / f"scale_{name}.py").write_text(
                 template.format(name=name, project=str(project), threads=self.args.threads, models=info["models"])
             )
-        stack = AirflowStack.start(
-            dags,
-            name="dbtw_scale",
-            home=self.work / "airflow-home",
-            extra_env={
-                "BENCH_PG_DBNAME": self.db,
-                "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "900",
-                "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "1200",
-                **setting_env(self.args.airflow_setting),
-            },
-        )
-        stack.keep_home = True  # inside the work folder, which close() deletes unless --keep
-        return stack
+        return bench_stack(dags, "dbtw_scale", self.work, self.db, setting_env(self.args.airflow_setting))
 
     def bare(self, project: Path) -> float:
-        started = time.monotonic()
-        subprocess.run(
-            [self.dbt, "build", "--project-dir", str(project), "--profiles-dir", str(project)]
-            + ["--target", f"t{self.args.threads}", "--quiet"],
-            cwd=project,
-            env=self.env,
-            check=True,
-        )
-        return time.monotonic() - started
+        return bare_build(self.dbt, project, self.args.threads, self.env)
 
     def measure(self, stack: AirflowStack, name: str, bare: float, rep: int) -> dict[str, Any]:
         project, info = self.projects[name]

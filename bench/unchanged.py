@@ -22,10 +22,8 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 import generate  # noqa: E402
 from devstack import services  # noqa: E402
 from devstack.stack import AirflowStack  # noqa: E402
+from scale import bare_build, bench_stack  # noqa: E402
 
 DAG = '''"""airflow dag: dbt-watcher with skip_unchanged on {name} ({models} models)."""
 import pendulum
@@ -90,30 +89,10 @@ class Session:
         for name, (project, models) in self.projects.items():
             text = DAG.format(name=name, project=str(project), threads=self.args.threads, models=models)
             (dags / f"unchanged_{name}.py").write_text(text)
-        stack = AirflowStack.start(
-            dags,
-            name="dbtw_unchanged",
-            home=self.work / "airflow-home",
-            extra_env={
-                "BENCH_PG_DBNAME": self.db,
-                "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "900",
-                "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "1200",
-            },
-        )
-        stack.keep_home = True  # inside the work folder, which close() deletes unless --keep
-        return stack
+        return bench_stack(dags, "dbtw_unchanged", self.work, self.db)
 
     def bare(self, project: Path, select: str | None = None) -> float:
-        started = time.monotonic()
-        subprocess.run(
-            [self.dbt, "build", "--project-dir", str(project), "--profiles-dir", str(project)]
-            + ["--target", f"t{self.args.threads}", "--quiet"]
-            + (["--select", select] if select else []),
-            cwd=project,
-            env=self.env,
-            check=True,
-        )
-        return time.monotonic() - started
+        return bare_build(self.dbt, project, self.args.threads, self.env, select)
 
     def dag_run(self, stack: AirflowStack, dag_id: str) -> tuple[float, dict[str, int]]:
         run_id = stack.trigger(dag_id)

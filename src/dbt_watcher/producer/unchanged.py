@@ -286,24 +286,11 @@ class _Graph:
         return {p for uid in unique_ids for p in self.parents.get(uid, ())}
 
     def ancestors(self, unique_ids: Iterable[str]) -> set[str]:
-        seen: set[str] = set()
-        todo = list(unique_ids)
-        while todo:
-            for parent in self.parents.get(todo.pop(), ()):
-                if parent not in seen:
-                    seen.add(parent)
-                    todo.append(parent)
-        return seen
+        return _reach(self.parents, unique_ids) - set(unique_ids)
 
     def descendants(self, unique_ids: Iterable[str]) -> set[str]:
-        seen = set(unique_ids)
-        todo = list(seen)
-        while todo:
-            for child in self.children.get(todo.pop(), ()):
-                if child not in seen:
-                    seen.add(child)
-                    todo.append(child)
-        return seen
+        """The nodes and everything downstream of them: dbt's ``+`` on this run's graph."""
+        return _reach(self.children, unique_ids)
 
     def sources_upstream(self, unique_ids: Iterable[str]) -> set[str]:
         return {uid for uid in self.ancestors(unique_ids) if uid in self.sources}
@@ -335,3 +322,15 @@ class _Graph:
             and node.get("resource_type") in _DATA_TYPES
             and (node.get("config") or {}).get("materialized") not in _NO_DATA
         }
+
+
+def _reach(edges: Mapping[str, list[str]], start: Iterable[str]) -> set[str]:
+    """``start`` and every node reached from it along ``edges``."""
+    seen = set(start)
+    todo = list(seen)
+    while todo:
+        for following in edges.get(todo.pop(), ()):
+            if following not in seen:
+                seen.add(following)
+                todo.append(following)
+    return seen
