@@ -8,7 +8,8 @@ manifest for which tests check which node — and assert:
 
 * a consumer is green ⟺ dbt's final status of its node is success and every test written on that
   node (``attached_node``; a singular test gates its only parent) that this run's dbt invocation
-  selected passed or warned. What the invocation selected is what its closing record lists (dbt's
+  selected passed or warned, run by the producer attempt that built the node or a later one (a test of an
+  earlier attempt checked what the later build replaced). What the invocation selected is what its closing record lists (dbt's
   run_results.json names every selected node, run or not); where an attempt left no closing record,
   every test written on the node counts;
 * the producer is green ⟺ the run's dbt invocation exited 0 (no error, fail, skipped or partial
@@ -48,11 +49,21 @@ class DbtVerdict:
     rebuilt: dict[str, dict[str, str]] = field(default_factory=dict)  # task id -> its own rebuild's statuses
     #: An attempt left no closing record: what it selected is unknown, every test written on a node counts.
     selection_unknown: bool = False
+    #: unique id -> the producer attempt whose result it is (the latest that reported it)
+    attempt_of: dict[str, int] = field(default_factory=dict)
 
     def node_green(self, uid: str, task: str) -> bool:
-        statuses = {**self.status, **self.rebuilt.get(task, {})}
+        rebuilt = self.rebuilt.get(task, {})
+        statuses = {**self.status, **rebuilt}
         tests = [t for t in self.gating.get(uid, []) if self.selection_unknown or t in statuses]
-        return statuses.get(uid) == SUCCESS and all(statuses.get(t) in TEST_OK for t in tests)
+
+        def proves(test: str) -> bool:
+            # A test run by an earlier producer attempt than the one that built the node checked what that
+            # build replaced: it proves nothing about it (a consumer's own rebuild is the latest word).
+            later = test in rebuilt or uid in rebuilt or self.attempt_of.get(test, 0) >= self.attempt_of.get(uid, 0)
+            return statuses.get(test) in TEST_OK and later
+
+        return statuses.get(uid) == SUCCESS and all(proves(t) for t in tests)
 
 
 def run_folder(
@@ -111,13 +122,18 @@ def dbt_verdict(stack: AirflowStack, outcome: Outcome, group: str, producer: str
     attempts = sorted(folder.glob("attempt-*"), key=lambda p: int(p.name.split("-")[1]))
     manifest = _manifest(folder, attempts)
     # an attempt killed before dbt wrote run_results.json: dbt's own log has what finished
-    killed = {}
+    killed: dict[str, str] = {}
+    attempt_of: dict[str, int] = {}
     for attempt in attempts:
-        if not (attempt / "run_results.json").is_file():
-            killed.update(_logged_results(attempt / "logs" / "dbt.log", manifest))
+        if (attempt / "run_results.json").is_file():
+            reported = {r["unique_id"]: r["status"] for r in _results(attempt / "run_results.json")}
+        else:
+            reported = _logged_results(attempt / "logs" / "dbt.log", manifest)
+            killed.update(reported)
+        attempt_of.update(dict.fromkeys(reported, int(attempt.name.split("-")[1])))
     unified = {r["unique_id"]: r["status"] for r in _results(folder / "run_results.json")}
     unrecorded = any(not (attempt / "run_results.json").is_file() for attempt in attempts)
-    verdict = DbtVerdict(folder, {**killed, **unified}, selection_unknown=unrecorded)
+    verdict = DbtVerdict(folder, {**killed, **unified}, selection_unknown=unrecorded, attempt_of=attempt_of)
     if attempts:
         latest = _results(attempts[-1] / "run_results.json")
         verdict.clean_exit = bool(latest) and not any(r["status"] in NOT_CLEAN for r in latest)
