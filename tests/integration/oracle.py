@@ -8,10 +8,10 @@ manifest for which tests check which node — and assert:
 
 * a consumer is green ⟺ dbt's final status of its node is success and every test written on that
   node (``attached_node``; a singular test gates its only parent) that this run's dbt invocation
-  selected passed or warned, run by the producer attempt that built the node or a later one (a test of an
-  earlier attempt checked what the later build replaced). What the invocation selected is what its closing record lists (dbt's
-  run_results.json names every selected node, run or not); where an attempt left no closing record,
-  every test written on the node counts;
+  selected passed or warned, run by the producer attempt that built the node or a later one (a test of
+  an earlier attempt checked what the later build replaced). What the invocation selected is what its
+  closing record lists (dbt's run_results.json names every selected node, run or not); where an attempt
+  left no closing record, every test written on the node counts;
 * the producer is green ⟺ the run's dbt invocation exited 0 (no error, fail, skipped or partial
   success result, no failed hook: dbt's ``interpret_results``), or — for a producer attempt that built
   nothing — every consumer is green, or dbt reported no node and every consumer is skipped (a run
