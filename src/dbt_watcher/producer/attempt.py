@@ -104,12 +104,7 @@ class Attempt:
         skipped = unchanged.plan_run(self.dbt, scope.built) if unchanged is not None else {}
         for uid, build in skipped.items():
             scope.exclude((uid,), build.reason)
-        exclude: tuple[str, ...] = ()
-        if scope.narrowed and set(scope.excluded) == set(skipped) and not select and not self.rt.selection.selector:
-            # Only unchanged nodes are left out: the group's selection less those, so that what has no
-            # consumer (a dbt function, say) is still built when the selection holds it.
-            exclude = tuple((selectors or {})[uid] for uid in skipped)
-        elif scope.narrowed:
+        if scope.narrowed:
             select = tuple((selectors or {})[uid] for uid in scope.built)
         self.ledger = self.book.save(self.ledger.record(AttemptRecord(self.number)))
         writer = self.writer
@@ -132,7 +127,7 @@ class Attempt:
             log.info("Nothing to build in this run.")
             save_partial_parse(self.target_path, partial_parse_cache(self.rt.cache_dir, self.rt.project_key))
             return self._close(writer, results, exit_code=0, problem=None, dbt_ran=False)
-        outcome = self._build(writer, results, select, exclude)
+        outcome = self._build(writer, results, select)
         if self.rt.config.docs:
             self.generate_docs()
         return outcome
@@ -204,7 +199,6 @@ class Attempt:
         writer: ChannelWriter,
         results: dict[str, NodeResult],
         select: tuple[str, ...],
-        exclude: tuple[str, ...] = (),
     ) -> AttemptOutcome:
         rt = self.rt
         cached_parse = partial_parse_cache(rt.cache_dir, rt.project_key)
@@ -213,7 +207,7 @@ class Attempt:
         command = self.command(
             "build",
             select=select or selection.select,
-            exclude=(*selection.exclude, *exclude),
+            exclude=selection.exclude,
             selector=None if select else selection.selector,
             threads=rt.config.threads,
             extra_args=extra,

@@ -170,6 +170,11 @@ class BuildStateKeeper:
             *graph.always_built(),
         }
         rebuild = graph.descendants(modified | roots)  # dbt's `+`, on this run's graph
+        functions = sorted(uid for uid in rebuild if uid.startswith("function."))
+        if functions:
+            # A narrowed build selects the consumers' nodes: a dbt function has none, and would not be built.
+            log.info("skip_unchanged: every node builds: dbt functions changed (%s)", ", ".join(functions))
+            return {}
         unchanged = {uid: state.nodes[uid] for uid in known if uid not in rebuild}
         log.info(
             "skip_unchanged: %d of %d nodes unchanged since their last successful build; %d build "
