@@ -3,16 +3,16 @@
 A node is skipped only on positive evidence (docs/skip-unchanged.md): the group's build state
 (:mod:`dbt_watcher.rules.build_state`) lists its last build as a success, and
 
-* dbt's own ``state:modified+``, comparing this run's project with the state's manifest, does not
-  select it (its SQL, config, macros, relation, contract, or anything upstream of it changed);
-* the run's context is the state's: dbt version, target, vars, the project's vars, and the values of
-  the environment variables dbt read while parsing;
+* dbt's own ``state:modified``, comparing this run's project with the state's manifest, selects neither
+  it nor anything upstream of it (SQL, config, macros, relation, contract, a seed's file);
+* the run's context is the state's (:mod:`dbt_watcher.producer.build_context`);
 * no test that gates it is new or changed;
 * nothing upstream of it may hold new data: every source it reads has a ``max_loaded_at`` from this
   run's ``dbt source freshness`` that is not newer than at the last run (a source without a freshness
   check, or whose check fails, counts as changed: absent evidence is no evidence), no asset event that
   triggered the run names one of those sources, and it reads no node this group does not build;
-* no node upstream of it is built in this run.
+* nothing upstream of it is built in this run, is a seed dbt compares by path alone, or is marked
+  ``meta: {dbt_watcher: {skip_unchanged: false}}``; no dbt function changed.
 
 Everything else builds. Missing, unreadable or foreign state builds everything.
 """
@@ -101,7 +101,7 @@ class BuildStateKeeper:
     # ------------------------------------------------------------------ before the build
     def plan_run(self, dbt: TaskDbt, candidates: Collection[str]) -> dict[str, NodeBuild]:
         """What this run leaves unchanged (:meth:`find_unchanged`), with the state marked for the build
-        (:meth:`mark_building`). Never raises: a feature that fails builds everything and records nothing."""
+        (:meth:`_mark_building`). Never raises: a feature that fails builds everything and records nothing."""
         try:
             # One lock around the decision and the mark: another run of the group on this machine cannot
             # record (or replace the manifest dbt compares with) in between.
