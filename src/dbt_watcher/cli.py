@@ -117,7 +117,9 @@ def _parser() -> argparse.ArgumentParser:
         "build state (runs dbt ls and dbt source freshness)",
     )
     render.add_argument("--artifacts-dir", type=Path, help="the group's artifacts_dir= (with --unchanged-in)")
-    render.add_argument("--vars", type=json.loads, default={}, help="the run's dbt vars as JSON (with --unchanged-in)")
+    render.add_argument(
+        "--vars", type=json.loads, default={}, help="vars the run's hook adds, as JSON (with --unchanged-in)"
+    )
     return parser
 
 
@@ -184,7 +186,8 @@ def _would_build(producer: Any, args: argparse.Namespace) -> str:
     keeper = BuildStateKeeper(folder, "preview", watches, rt.target_identity)
     logging.getLogger("dbt_watcher.producer.unchanged").setLevel(logging.INFO)
     with rt.session() as (project, runner), tempfile.TemporaryDirectory() as scratch:
-        invocation = Invocation(dict(args.vars), False, tuple(rt.config.dbt_args))
+        base = rt.base_invocation  # the group's vars and dbt_args, with what the run's hook would add
+        invocation = Invocation({**base.vars, **args.vars}, False, base.dbt_args)
         dbt = TaskDbt(project, runner, invocation, Path(scratch), rt.writer_lock)
         runner.prepare(dbt.command("parse"))
         unchanged = keeper.find_unchanged(dbt, keeper.plan)

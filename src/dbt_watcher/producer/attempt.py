@@ -104,7 +104,7 @@ class Attempt:
         skipped = unchanged.plan_run(self.dbt, scope.built) if unchanged is not None else {}
         for uid, build in skipped.items():
             scope.exclude((uid,), build.reason)
-        if scope.narrowed:
+        if scope.narrowed and not select:  # a retry that resumes keeps its own selection
             select = tuple((selectors or {})[uid] for uid in scope.built)
         self.ledger = self.book.save(self.ledger.record(AttemptRecord(self.number)))
         writer = self.writer

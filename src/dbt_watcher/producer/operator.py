@@ -121,11 +121,11 @@ class DbtProducerOperator(BaseOperator):
         ProducerXComs(address).set(TASKS, self._task_map())  # for the UI plugin (dbt_watcher.ui)
         if self.alias is not None and ledger.assets_emitted:  # for the audit (consumer/emission.py)
             ProducerXComs(address).set(EMITTED, emitted_record(ledger.generation, ledger.assets_emitted))
-        keeper = keeper_for(
-            rt, address, self.consumers, context, skip=_truthy(self.dbt_skip_unchanged), built=ledger.built
-        )
         try:
             select = self._retry_selection(address, ledger, previous, number)
+            keeper = keeper_for(
+                rt, address, self.consumers, context, skip=_truthy(self.dbt_skip_unchanged), ledger=ledger
+            )
             if select is None:
                 self._finish_without_building(writer, ledger, previous)
                 results = dict(previous.results) if previous is not None else {}
@@ -153,7 +153,7 @@ class DbtProducerOperator(BaseOperator):
             selection=writer.selection,
             selection_attempt=writer.selection_attempt,
         )
-        if keeper is not None:
+        if keeper is not None and select is not None:
             keeper.record(status)
         problem = self._problem(address, ledger, status, built_now=select is not None)
         if problem is not None and self.alias is not None:  # Airflow drops the asset events of a failed task

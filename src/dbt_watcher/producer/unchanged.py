@@ -36,6 +36,7 @@ from dbt_watcher.rules.verdict import Action, final_decision
 if TYPE_CHECKING:
     from dbt_watcher.channel.records import RunStatus
     from dbt_watcher.channel.store import RunAddress
+    from dbt_watcher.producer.ledger import Ledger
     from dbt_watcher.rules.watch import ConsumerTask, Watch
     from dbt_watcher.runtime.group_runtime import GroupRuntime
     from dbt_watcher.runtime.task_dbt import TaskDbt
@@ -54,17 +55,20 @@ def keeper_for(
     context: Mapping[str, Any],
     *,
     skip: bool,
-    built: bool,
+    ledger: Ledger,
 ) -> BuildStateKeeper | None:
-    """The group's build state for a run's first build (``built``: dbt already built in the run: None);
-    None too when the group keeps none (``skip_unchanged=False``). ``skip``: the run's rendered
-    ``skip_unchanged``; the asset events that triggered the run (in the task's ``context``) name sources
-    with new data."""
-    if built:
-        return None
+    """The group's build state for a run's first build; None when the group keeps none
+    (``skip_unchanged=False``) and for a later attempt of a run in which dbt already built: such an attempt
+    (a retry that builds again) first forgets every node on record, since it may now fail what an earlier
+    attempt built. ``skip``: the run's rendered ``skip_unchanged``; the asset events that triggered the run
+    (in the task's ``context``) name sources with new data."""
     folder = rt.build_state_folder(address.dag_id, address.map_index)
     if rt.config.skip_unchanged is False:
         build_state.clear(folder)  # builds it would not see happen from now on
+        return None
+    watches = tuple(c.watch for c in consumers)
+    if ledger.built:
+        build_state.forget(folder, [w.unique_id for w in watches])
         return None
     if not skip:
         log.info("skip_unchanged is off for this run: every node builds (and is recorded for the next run)")
@@ -72,10 +76,11 @@ def keeper_for(
     return BuildStateKeeper(
         folder,
         address.run_id,
-        tuple(c.watch for c in consumers),
+        watches,
         rt.target_identity,
         changed_by_events=frozenset(uid for uri, uid in rt.source_ids_by_uri.items() if uri in uris),
         active=skip,
+        test_behavior=str(rt.config.test_behavior),
     )
 
 
@@ -93,6 +98,8 @@ class BuildStateKeeper:
     changed_by_events: frozenset[str] = frozenset()
     #: Skip what is unchanged in this run (False: build everything, and still record the builds).
     active: bool = True
+    #: The group's test_behavior: which tests gated a recorded build is part of its context.
+    test_behavior: str = "build"
     _context: dict[str, str] | None = field(default=None, init=False)
     _token: str | None = field(default=None, init=False)
     #: The attempt's dbt target folder (its manifest.json and sources.json are recorded).
@@ -111,7 +118,7 @@ class BuildStateKeeper:
         except Exception:
             log.exception("skip_unchanged could not decide what to skip: every node builds, and none is recorded")
             self._context = None
-            build_state.clear(self.folder)  # it may still list nodes this run is about to build
+            build_state.clear(self.folder)  # it may still list nodes this run is about to build (never raises)
             return {}
         return unchanged
 
@@ -120,7 +127,7 @@ class BuildStateKeeper:
         Call after dbt parsed the project into ``dbt.target_path``."""
         self._target_path = dbt.target_path
         manifest = read_json_object(dbt.target_path / "manifest.json")
-        self._context, why_not = build_context(dbt, manifest, self.target)
+        self._context, why_not = build_context(dbt, manifest, {"target": self.target, "tests": self.test_behavior})
         if self._context is None or manifest is None:
             log.info("skip_unchanged: every node builds, and none is recorded: %s", why_not)
             return {}

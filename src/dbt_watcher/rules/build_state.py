@@ -151,23 +151,36 @@ def save(
 
 
 def forget(folder: Path, unique_ids: Iterable[str]) -> None:
-    """A build outside the producer's record (a consumer rebuilding its node): these nodes, and so what
-    reads them, are built again by the next run. The new token also tells a producer recording meanwhile."""
+    """A build outside the producer's record (a consumer rebuilding its node, a producer retry building
+    again): these nodes, and so what reads them, are built again by the next run. The new token also tells
+    a producer recording meanwhile. Never raises: a state it cannot change is cleared."""
     wanted = set(unique_ids)
-    with locked(folder):
-        state, _ = load(folder)
-        if state is None or not wanted & set(state.nodes):
-            return
-        kept = {uid: b for uid, b in state.nodes.items() if uid not in wanted}
-        save(folder, context=state.context, nodes=kept, sources=state.sources)
-    log.info("The build state no longer records %s: the next run builds it", ", ".join(sorted(wanted)))
+    try:
+        with locked(folder):
+            state, _ = load(folder)
+            if state is None or not wanted & set(state.nodes):
+                return
+            kept = {uid: b for uid, b in state.nodes.items() if uid not in wanted}
+            save(folder, context=state.context, nodes=kept, sources=state.sources)
+    except OSError:
+        log.exception("Could not update the build state in %s; clearing it", folder)
+        clear(folder)
+        return
+    log.info("The build state no longer records %d nodes it had; the next run builds them", len(wanted))
 
 
 def clear(folder: Path) -> None:
-    """Forget the state (``skip_unchanged`` turned off: builds then happen that it would not see)."""
-    if folder.exists():
+    """Forget every build on record (``skip_unchanged`` turned off, or a state that cannot be kept right):
+    the next run builds everything. Under the lock, which stays (a waiting process holds it). Never raises."""
+    if not folder.is_dir():
+        return
+    try:
+        with locked(folder):
+            for name in (BUILDS, MANIFEST):
+                (folder / name).unlink(missing_ok=True)
+    except OSError:
+        log.exception("Could not clear the build state in %s; removing it", folder)
         shutil.rmtree(folder, ignore_errors=True)
-        log.info("Removed the build state in %s (skip_unchanged is off)", folder)
 
 
 def _comparable(manifest: dict[str, Any]) -> dict[str, Any]:
