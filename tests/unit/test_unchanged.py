@@ -25,6 +25,7 @@ from dbt_watcher.rules import build_state
 from dbt_watcher.rules.watch import Watch
 from dbt_watcher.runtime.task_dbt import TaskDbt
 
+from ..airflow_line import ROW
 from ..conftest import JAFFLE_SHOP
 
 CUSTOMERS = "model.jaffle_shop.customers"
@@ -111,6 +112,11 @@ class Group:
         assert InProcessDbt().run(command).exit_code == 0
 
 
+#: Each case runs dbt several times: a version row runs the two that cover dbt's state comparison and the
+#: record on its dbt line (tests/unit is run once per row, four at a time, in CI), the main row every one.
+main_row_only = pytest.mark.skipif(bool(ROW), reason="the main row runs it; a version row runs the core cases")
+
+
 @pytest.fixture
 def group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Group:
     # A database of the test's own: dbt-duckdb keeps one open per path for the whole process.
@@ -142,6 +148,7 @@ def test_nothing_changed_builds_nothing_and_a_change_builds_its_subtree(group: G
     assert STG_APP_EVENTS in built and CUSTOMERS in unchanged
 
 
+@main_row_only
 def test_under_after_each_a_node_whose_tests_failed_is_not_recorded(group: Group) -> None:
     group.edit(
         "models/staging/_staging.yml",
@@ -155,6 +162,7 @@ def test_under_after_each_a_node_whose_tests_failed_is_not_recorded(group: Group
     assert state is not None and STG_APP_EVENTS not in state.nodes and CUSTOMERS in state.nodes
 
 
+@main_row_only
 def test_a_model_marked_to_always_build_builds_with_what_reads_it(group: Group) -> None:
     group.edit(
         "models/marts/_marts.yml",
@@ -166,6 +174,7 @@ def test_a_model_marked_to_always_build_builds_with_what_reads_it(group: Group) 
     assert "model.jaffle_shop.daily_revenue" in built and CUSTOMERS in unchanged
 
 
+@main_row_only
 def test_a_seed_dbt_compares_by_path_alone_always_builds(group: Group) -> None:
     big = "id,value\n" + "".join(f"{i},{'x' * 20}\n" for i in range(50_000))  # over 1 MiB
     (group.dir / "seeds" / "big_seed.csv").write_text(big)
@@ -174,6 +183,7 @@ def test_a_seed_dbt_compares_by_path_alone_always_builds(group: Group) -> None:
     assert "seed.jaffle_shop.big_seed" in built and CUSTOMERS in unchanged
 
 
+@main_row_only
 def test_a_consumer_rebuild_is_forgotten(group: Group) -> None:
     build_state.forget(group.state, [STG_CUSTOMERS])
     state, _ = build_state.load(group.state)
@@ -205,6 +215,7 @@ def test_a_node_whose_test_failed_builds_again_with_nothing_changed(group: Group
     assert state is not None and STG_APP_EVENTS in state.nodes
 
 
+@main_row_only
 def test_a_changed_context_full_refresh_and_a_broken_state_build_everything(
     group: Group, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -229,6 +240,7 @@ def test_a_changed_context_full_refresh_and_a_broken_state_build_everything(
     assert group.run()[0]  # the broken state was replaced by the run's own record
 
 
+@main_row_only
 def test_a_new_test_builds_the_model_it_gates(group: Group) -> None:
     clv = "model.jaffle_shop.customer_lifetime_value"
     group.edit(
@@ -240,6 +252,7 @@ def test_a_new_test_builds_the_model_it_gates(group: Group) -> None:
     assert clv in built and "model.jaffle_shop.orders" in unchanged
 
 
+@main_row_only
 def test_an_asset_event_on_a_source_builds_its_readers(group: Group) -> None:
     group.sql("insert into main.raw_app_events values (1, 1, 'click', timestamp '2026-01-01 00:00:00')")
     group.run()
@@ -247,6 +260,7 @@ def test_an_asset_event_on_a_source_builds_its_readers(group: Group) -> None:
     assert group.run(events=frozenset({"source.jaffle_shop.app.events"}))[1] == {STG_APP_EVENTS}
 
 
+@main_row_only
 def test_nodes_reading_data_another_dag_builds_always_build(group: Group) -> None:
     group.types = ("model", "snapshot")  # the seeds are someone else's: their data may change any time
     group.sql("insert into main.raw_app_events values (1, 1, 'click', timestamp '2026-01-01 00:00:00')")
@@ -256,6 +270,7 @@ def test_nodes_reading_data_another_dag_builds_always_build(group: Group) -> Non
     assert {STG_CUSTOMERS, CUSTOMERS} <= built
 
 
+@main_row_only
 def test_a_run_that_finds_the_state_rewritten_meanwhile_records_nothing(group: Group) -> None:
     def another_run_writes() -> None:
         build_state.save(group.state, context={}, nodes={})
@@ -267,6 +282,7 @@ def test_a_run_that_finds_the_state_rewritten_meanwhile_records_nothing(group: G
     assert build_state.load(group.state)[0].nodes  # type: ignore[union-attr]
 
 
+@main_row_only
 def test_render_says_what_a_run_would_build_now(group: Group, tmp_path: Path) -> None:
     from dbt_watcher import cli, dbt_watcher_group
 
