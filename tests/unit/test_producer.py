@@ -261,6 +261,24 @@ def test_a_resume_retry_builds_only_what_did_not_succeed(tmp_path: Path, monkeyp
     assert final_decision(stage.producer.consumers[1].watch, stage.status()).action is Action.SUCCEED
 
 
+def test_a_resume_retry_after_nodes_were_left_out_keeps_its_own_selection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Attempt 1 leaves a out (a rendered select matches b only), builds b, and b's test fails: the resume
+    # runs that test alone, as the run selected it, and does not build b again (nor a).
+    stage = Stage(tmp_path, monkeypatch, producer_retry="resume")
+    stage.producer.dbt_select = "b"
+    first = FakeRunner([(SELECTION_EVENT, {"unique_ids": [B, TEST_B]}), *node_events(B, "success")], code=1)
+    first.list_ids = lambda command: [B]  # type: ignore[method-assign]
+    first.events.extend(node_events(TEST_B, "fail"))
+    with pytest.raises(AirflowException):
+        stage.attempt(1, first)
+    assert stage.status().results[A].excluded
+    runner = FakeRunner(node_events(TEST_B, "pass"))
+    stage.attempt(2, runner)
+    assert [c.select for c in runner.commands] == [(TEST_FACTS.selector,)]
+
+
 def test_a_whole_group_clear_is_a_new_generation_and_a_fresh_build(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
