@@ -56,19 +56,21 @@ def keeper_for(
     *,
     skip: bool,
     ledger: Ledger,
+    builds: bool,
 ) -> BuildStateKeeper | None:
     """The group's build state for a run's first build; None when the group keeps none
-    (``skip_unchanged=False``) and for a later attempt of a run in which dbt already built: such an attempt
-    (a retry that builds again) first forgets every node on record, since it may now fail what an earlier
-    attempt built. ``skip``: the run's rendered ``skip_unchanged``; the asset events that triggered the run
-    (in the task's ``context``) name sources with new data."""
+    (``skip_unchanged=False``) and for a later attempt of a run in which dbt already built; such an attempt
+    that ``builds`` (a retry that resumes or builds again) first forgets every node on record, since it may
+    now fail what an earlier attempt built. ``skip``: the run's rendered ``skip_unchanged``; the asset events
+    that triggered the run (in the task's ``context``) name sources with new data."""
     folder = rt.build_state_folder(address.dag_id, address.map_index)
     if rt.config.skip_unchanged is False:
         build_state.clear(folder)  # builds it would not see happen from now on
         return None
     watches = tuple(c.watch for c in consumers)
     if ledger.built:
-        build_state.forget(folder, [w.unique_id for w in watches])
+        if builds:
+            build_state.forget(folder, [w.unique_id for w in watches])
         return None
     if not skip:
         log.info("skip_unchanged is off for this run: every node builds (and is recorded for the next run)")
