@@ -123,9 +123,14 @@ class DbtProducerOperator(BaseOperator):
             ProducerXComs(address).set(EMITTED, emitted_record(ledger.generation, ledger.assets_emitted))
         try:
             select = self._retry_selection(address, ledger, previous, number)
-            skip = _truthy(self.dbt_skip_unchanged)
             keeper = keeper_for(
-                rt, address, self.consumers, context, skip=skip, ledger=ledger, builds=select is not None
+                rt,
+                address,
+                self.consumers,
+                context,
+                skip=_truthy(self.dbt_skip_unchanged),
+                ledger=ledger,
+                builds=select is not None,
             )
             if select is None:
                 self._finish_without_building(writer, ledger, previous)
