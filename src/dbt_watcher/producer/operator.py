@@ -169,8 +169,7 @@ class DbtProducerOperator(BaseOperator):
                 if rt.config.audit
                 else "the nodes that succeeded get theirs from a later green try (audit=False)",
             )
-        self._emit_lineage(context, status, run_path)
-        self._call_back(context, run_path)
+        self._report(context, status, run_path)
         # Only after a build (it is what they wait for), and not under dag.test(): there the consumers
         # run one at a time after this task, so none can end while it watches.
         if rt.config.deferrable and select is not None and not compat.runs_inline(context):
@@ -293,11 +292,6 @@ class DbtProducerOperator(BaseOperator):
             changed_sources=changed,
         )
 
-    def _call_back(self, context: Context, run_path: Path) -> None:
-        if self.runtime.config.callback is not None:
-            log.info("Calling the group's callback with the artifacts folder %s", run_path)
-            self.runtime.config.callback(run_path, context)
-
     def _writer(
         self, channel: StatusChannel, mirror: Store, ledger: Ledger, previous: RunStatus | None, number: int
     ) -> ChannelWriter:
@@ -379,19 +373,21 @@ class DbtProducerOperator(BaseOperator):
         ProducerXComs(address).set(EMITTED, emitted_record(ledger.generation, ledger.assets_emitted))
         return ledger
 
-    def _emit_lineage(self, context: Context, status: RunStatus, run_path: Path) -> None:
+    def _report(self, context: Context, status: RunStatus, run_path: Path) -> None:
         """OpenLineage COMPLETE events of the consumers that ended in the triggerer (if installed), with
-        their nodes' facets from the run's artifacts."""
-        if compat.runs_inline(context):
-            return  # under dag.test() every consumer ends on a worker: the provider's listener reports it
-        completions = [
-            Completion(c.task_id, c.lineage, c.watch.unique_id)
-            for c in self.consumers
-            if c.ends_in_triggerer and final_decision(c.watch, status).action is Action.SUCCEED
-        ]
-        sent = emit_completions(context, completions, run_path)
-        if sent:
-            log.info("Sent %d OpenLineage events for consumers that ended in the triggerer", sent)
+        their nodes' facets from the run's artifacts; then the group's callback."""
+        # Under dag.test() every consumer ends on a worker: the provider's listener reports it.
+        if not compat.runs_inline(context):
+            completions = [
+                Completion(c.task_id, c.lineage, c.watch.unique_id)
+                for c in self.consumers
+                if c.ends_in_triggerer and final_decision(c.watch, status).action is Action.SUCCEED
+            ]
+            if sent := emit_completions(context, completions, run_path):
+                log.info("Sent %d OpenLineage events for consumers that ended in the triggerer", sent)
+        if self.runtime.config.callback is not None:
+            log.info("Calling the group's callback with the artifacts folder %s", run_path)
+            self.runtime.config.callback(run_path, context)
 
 
 def _truthy(value: Any) -> bool:
