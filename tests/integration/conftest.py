@@ -34,7 +34,7 @@ LONG = os.environ.get("DBT_WATCHER_LONG") == "1"
 #: The DAG files only long workloads use.
 LONG_DAG_FILES = ("wide_dag.py",)
 #: The DAG files a version row's real-stack subset (``-m row``) runs: fewer files for its dag-processor.
-ROW_DAG_FILES = ("jaffle_shop_dag.py", "jaffle_reports_dag.py", "shop_dags.py", "unchanged_dags.py")
+ROW_DAG_FILES = ("jaffle_shop_dag.py", "jaffle_reports_dag.py", "shop_dags.py")
 #: Parsing settings of every test stack: a cold parse of shop_dags.py parses its project once per target,
 #: selection and vars, past Airflow's default 30 s import timeout on a loaded two-core machine. The stale
 #: threshold is what docs/installation.md tells Airflow 3.0 users: there a run of a file for callbacks alone

@@ -17,7 +17,6 @@ import pytest
 from devstack import services
 from devstack.stack import AirflowStack
 
-from ..airflow_line import ROW
 from .conftest import asset_events, xcom
 from .oracle import DbtVerdict, assert_verdicts, run_folder
 from .scenario import Outcome, run
@@ -108,7 +107,6 @@ def _prepare_source(scenario: Scenario) -> None:
     scenario.load_events((1, "page_view", "2026-01-01 08:00:00"))
 
 
-@pytest.mark.row
 def test_skip_unchanged_builds_what_changed_and_nothing_else_on_duckdb(stack: AirflowStack, pg_database: str) -> None:
     s = Scenario(stack, "duckdb", pg_database)
     # A test of our own on the source's reader: data alone can make it fail (below).
@@ -128,8 +126,6 @@ def test_skip_unchanged_builds_what_changed_and_nothing_else_on_duckdb(stack: Ai
     assert second.states[f"{GROUP}.dbt_producer"] == "success" and second.state == "success"
     assert f"unchanged since run {first.run_id}" in s.reason(second, "customers")
     assert asset_events(stack, s.dag_id, second.run_id) == []
-    if ROW:
-        return  # a version row checks the skip on its Airflow line; the main row goes on with every rule
 
     # One model's SQL changes, and the source gets a duplicate event (newer data; its test then fails):
     # the model and what reads it build, and the source's reader; nothing else.
