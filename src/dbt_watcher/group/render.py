@@ -148,15 +148,12 @@ def _runtime(source: Rendering, group: DbtWatcherGroup) -> GroupRuntime:
         selection=source.selection,
         freshness_policy=policy,
         freshness_sources_by_id={s.unique_id: s.selector for s in sources if s.has_freshness},
-        # For only_changed_sources: keyed as Airflow stores the URI (normalised by Asset), as events carry it.
-        source_selectors_by_uri=(
-            {cfg.naming.source_asset(graph.target, s).uri: s.selector for s in sources}
-            if cfg.only_changed_sources
+        # Keyed as Airflow stores the URI (normalised by Asset), as events carry it.
+        source_assets=(
+            {cfg.naming.source_asset(graph.target, s).uri: (s.unique_id, s.selector) for s in sources}
+            if cfg.only_changed_sources or cfg.skip_unchanged is not False
             else {}
         ),
-        source_ids_by_uri={cfg.naming.source_asset(graph.target, s).uri: s.unique_id for s in sources}
-        if cfg.skip_unchanged is not False
-        else {},
         target_identity=fingerprint(graph.target.to_json()),
         consumer_positions={spec.node.unique_id: i for i, spec in enumerate(plan.consumers)},
         single_writer=single_writer(graph.target),

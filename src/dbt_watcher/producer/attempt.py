@@ -125,7 +125,7 @@ class Attempt:
             )
         if scope.narrowed and not scope.built:
             log.info("Nothing to build in this run.")
-            save_partial_parse(self.target_path, partial_parse_cache(self.rt.cache_dir, self.rt.project_key))
+            save_partial_parse(self.target_path, self._parse_cache)
             return self._close(writer, results, exit_code=0, problem=None, dbt_ran=False)
         outcome = self._build(writer, results, select)
         if self.rt.config.docs:
@@ -148,11 +148,15 @@ class Attempt:
         if not outcome.ran:
             raise DbtInvocationError(f"dbt could not parse the project: {outcome.error}")
 
+    @property
+    def _parse_cache(self) -> Path:
+        """The project's partial-parse state kept between runs."""
+        return partial_parse_cache(self.rt.cache_dir, self.rt.project_key)
+
     def _parse_state(self) -> list[str]:
         """Each attempt gets a fresh target folder: dbt parses from the last run's state (or the project's own
         target/), so it starts as fast as `dbt build` in the project folder would."""
-        cached = partial_parse_cache(self.rt.cache_dir, self.rt.project_key)
-        return _parse_from(cached, self.dbt.project.project_dir / "target" / "partial_parse.msgpack")
+        return _parse_from(self._parse_cache, self.dbt.project.project_dir / "target" / "partial_parse.msgpack")
 
     def _narrow(self, scope: RunScope, narrowing: Narrowing) -> None:
         rt = self.rt
@@ -201,7 +205,6 @@ class Attempt:
         select: tuple[str, ...],
     ) -> AttemptOutcome:
         rt = self.rt
-        cached_parse = partial_parse_cache(rt.cache_dir, rt.project_key)
         extra = [*rt.exclude_tests, *self._parse_state()]
         selection = rt.selection
         command = self.command(
@@ -252,7 +255,7 @@ class Attempt:
         if outcome.exit_code:
             problem = verdict(results.values(), outcome.exit_code, hooks, None)
         publish_attempt(self.run_path, self.target_path)
-        save_partial_parse(self.target_path, cached_parse)
+        save_partial_parse(self.target_path, self._parse_cache)
         log_summary(results, time.monotonic() - started, self.run_path)
         return self._close(
             writer, results, exit_code=outcome.exit_code, problem=problem, dbt_ran=events.started, hooks=hooks

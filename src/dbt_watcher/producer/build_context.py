@@ -54,9 +54,7 @@ def build_context(
         "project_vars": fingerprint(dbt.project.project_yml().get("vars")),
         # dbt records the environment dbt_project.yml reads apart from manifest.env_vars, and compares
         # configs unrendered: a `+schema: "{{ env_var('X') }}"` moves relations dbt's comparison misses.
-        "env": fingerprint(
-            _public({name: os.environ.get(name) for name in env_names | set(ENV_VAR.findall(project_text))})
-        ),
+        "env": fingerprint(_environment(env_names | set(ENV_VAR.findall(project_text)))),
         "macros": fingerprint(_macros_no_node_lists(manifest, adapter)),
     }, ""
 
@@ -86,7 +84,7 @@ def _profile(dbt: TaskDbt) -> dict[str, Any]:
         "profiles.yml": fingerprint(text),
         "profile": project.profile,
         "target": project.target,
-        "env": _public({name: os.environ.get(name) for name in names}),
+        "env": _environment(names),
     }
 
 
@@ -101,6 +99,11 @@ def _env_var_names(texts: Iterable[str]) -> Iterable[str]:
     for text in texts:
         if "env_var" in text:
             yield from ENV_VAR.findall(text)
+
+
+def _environment(names: Iterable[str]) -> dict[str, Any]:
+    """The values of these environment variables now, but the secret ones."""
+    return _public({name: os.environ.get(name) for name in names})
 
 
 def _public(values: Mapping[str, Any]) -> dict[str, Any]:

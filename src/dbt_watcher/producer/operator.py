@@ -159,7 +159,7 @@ class DbtProducerOperator(BaseOperator):
             selection=writer.selection,
             selection_attempt=writer.selection_attempt,
         )
-        if keeper is not None and select is not None:
+        if keeper is not None:  # only for a first build, which builds
             keeper.record(status)
         problem = self._problem(address, ledger, status, built_now=select is not None)
         if problem is not None and self.alias is not None:  # Airflow drops the asset events of a failed task
@@ -280,12 +280,10 @@ class DbtProducerOperator(BaseOperator):
         """What narrows this run's build (see :mod:`dbt_watcher.producer.narrowing`)."""
         rt = self.runtime
         changed = None
-        if rt.config.only_changed_sources:
-            events = context.get("triggering_asset_events") or {}
-            uris = {getattr(asset, "uri", None) for asset in events}
-            if uris:
-                changed = tuple(sorted({sel for uri, sel in rt.source_selectors_by_uri.items() if uri in uris}))
-                log.info("Triggered by asset events; building what is downstream of: %s", changed or "nothing")
+        in_events = rt.sources_in_events(context) if rt.config.only_changed_sources else None
+        if in_events is not None:
+            changed = tuple(sorted(set(in_events.values())))
+            log.info("Triggered by asset events; building what is downstream of: %s", changed or "nothing")
         return Narrowing(
             freshness=rt.freshness_policy is not None and bool(rt.freshness_sources_by_id),
             select=self.dbt_select.strip() or None,

@@ -74,13 +74,12 @@ def keeper_for(
         return None
     if not skip:
         log.info("skip_unchanged is off for this run: every node builds (and is recorded for the next run)")
-    uris = {getattr(asset, "uri", None) for asset in context.get("triggering_asset_events") or {}}
     return BuildStateKeeper(
         folder,
         address.run_id,
         watches,
         rt.target_identity,
-        changed_by_events=frozenset(uid for uri, uid in rt.source_ids_by_uri.items() if uri in uris),
+        changed_by_events=frozenset(rt.sources_in_events(context) or ()),
         active=skip,
         test_behavior=str(rt.config.test_behavior),
     )
@@ -104,8 +103,10 @@ class BuildStateKeeper:
     test_behavior: str = "build"
     _context: dict[str, str] | None = field(default=None, init=False)
     _token: str | None = field(default=None, init=False)
-    #: The attempt's dbt target folder (its manifest.json and sources.json are recorded).
+    #: The attempt's dbt target folder (its manifest.json is recorded).
     _target_path: Path | None = field(default=None, init=False)
+    #: Each source's max_loaded_at, read before the build (recorded with it).
+    _loaded: dict[str, str] = field(default_factory=dict, init=False)
 
     # ------------------------------------------------------------------ before the build
     def plan_run(self, dbt: TaskDbt, candidates: Collection[str]) -> dict[str, NodeBuild]:
@@ -137,7 +138,7 @@ class BuildStateKeeper:
         # Read before the build whatever is decided (the record of this run keeps it): data loaded while
         # dbt builds is then newer than the record, and the next run builds its readers.
         sources = graph.sources_upstream(candidates)
-        loaded = self._freshness(dbt, sources) if sources else {}
+        loaded = self._loaded = self._freshness(dbt, sources) if sources else {}
         if not self.active:
             return {}
         if dbt.invocation.full_refresh:
@@ -229,8 +230,12 @@ class BuildStateKeeper:
 
     # ------------------------------------------------------------------ after the build
     @property
-    def plan(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(w.unique_id for w in self.watches))
+    def plan(self) -> dict[str, list[Watch]]:
+        """Each node with a consumer, and what its consumers watch (under after_each, two of them)."""
+        consumers: dict[str, list[Watch]] = {}
+        for watch in self.watches:
+            consumers.setdefault(watch.unique_id, []).append(watch)
+        return consumers
 
     def record(self, status: RunStatus) -> None:
         """The state after this attempt: its green nodes built now, the unchanged ones as they were."""
@@ -260,17 +265,14 @@ class BuildStateKeeper:
                 return
             before = state.nodes
             nodes: dict[str, NodeBuild] = {}
-            for uid in self.plan:
+            for uid, watches in self.plan.items():
                 result = status.results.get(uid)
                 if result is not None and result.excluded and uid in before and result.message == before[uid].reason:
                     nodes[uid] = before[uid]  # left unchanged by this run: its build is still the last one
-                elif all(
-                    final_decision(w, status).action is Action.SUCCEED for w in self.watches if w.unique_id == uid
-                ):
+                elif all(final_decision(w, status).action is Action.SUCCEED for w in watches):
                     # Every consumer of the node green (its own, and under after_each its tests' task).
                     nodes[uid] = NodeBuild(self.run_id, now)
-            sources = {r.unique_id: r.max_loaded_at for r in read_freshness(target_path) if r.max_loaded_at}
-            build_state.save(self.folder, context=self._context, nodes=nodes, sources=sources, manifest=manifest)
+            build_state.save(self.folder, context=self._context, nodes=nodes, sources=self._loaded, manifest=manifest)
         log.info("skip_unchanged: recorded %d nodes whose last build succeeded in %s", len(nodes), self.folder)
 
 

@@ -37,10 +37,9 @@ class GroupRuntime:
     #: Freshness policy (None: no freshness check) and the sources it checks (id -> dbt selector).
     freshness_policy: Callable[..., Mapping[str, str]] | None = None
     freshness_sources_by_id: Mapping[str, str] = field(default_factory=dict)
-    #: Asset URI of each source the group reads -> its dbt selector (for only_changed_sources).
-    source_selectors_by_uri: Mapping[str, str] = field(default_factory=dict)
-    #: Asset URI of each source the group reads -> its unique id (for skip_unchanged: events name new data).
-    source_ids_by_uri: Mapping[str, str] = field(default_factory=dict)
+    #: Asset URI of each source the group reads -> (its unique id, its dbt selector), for the features that
+    #: read the asset events that triggered a run (only_changed_sources, skip_unchanged).
+    source_assets: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     #: A hash of the target's connection facts (never credentials): skip_unchanged's state is per target.
     target_identity: str = ""
     #: Each node that has a consumer, with its place in dbt's order (parents first): whom a test gates.
@@ -48,6 +47,19 @@ class GroupRuntime:
     #: The target's warehouse when it takes one writer at a time (a DuckDB file): every dbt invocation of
     #: the group holds a lock named after it (:func:`dbt_watcher.runtime.task_dbt.one_writer`).
     single_writer: str | None = None
+
+    @property
+    def source_selectors_by_uri(self) -> dict[str, str]:
+        return {uri: selector for uri, (_, selector) in self.source_assets.items()}
+
+    def sources_in_events(self, context: Mapping[str, Any]) -> dict[str, str] | None:
+        """The group's sources named by the asset events that triggered the run (unique id -> selector);
+        None when no asset event triggered it."""
+        events = context.get("triggering_asset_events") or {}
+        uris = {getattr(asset, "uri", None) for asset in events}
+        if not uris:
+            return None
+        return {uid: selector for uri, (uid, selector) in self.source_assets.items() if uri in uris}
 
     # ------------------------------------------------------------------ settings, from the config
     @property
